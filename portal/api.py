@@ -1,0 +1,70 @@
+"""Terminal API base: the view class every device endpoint uses, and the heartbeat."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import permissions, serializers, throttling
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from portal import services
+from portal.terminal_auth import DeviceSignatureAuthentication, TerminalPrincipal
+
+
+class IsDevice(permissions.BasePermission):
+    def has_permission(self, request, view) -> bool:
+        return isinstance(request.user, TerminalPrincipal)
+
+
+class DeviceRateThrottle(throttling.SimpleRateThrottle):
+    """Per-device request rate (REST_FRAMEWORK['DEFAULT_THROTTLE_RATES']['device'])."""
+
+    scope = "device"
+
+    def get_cache_key(self, request, view):
+        if not isinstance(request.user, TerminalPrincipal):
+            return None
+        return self.cache_format % {"scope": self.scope, "ident": request.user.device.pk}
+
+
+class TerminalApiView(APIView):
+    """Base for `/api/terminal/v1/` endpoints: device-signed, throttled per device, JSON only."""
+
+    authentication_classes = [DeviceSignatureAuthentication]
+    permission_classes = [IsDevice]
+    throttle_classes = [DeviceRateThrottle]
+
+    @property
+    def device(self):
+        return self.request.auth
+
+
+class ErrorSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+    details = serializers.DictField()
+
+
+class HeartbeatApi(TerminalApiView):
+    class InputSerializer(serializers.Serializer):
+        sdk_version = serializers.CharField(max_length=32, required=False, allow_blank=True, default="")
+        app_version = serializers.CharField(max_length=32, required=False, allow_blank=True, default="")
+
+    class OutputSerializer(serializers.Serializer):
+        device_id = serializers.CharField()
+        store_id = serializers.CharField(source="store.store_id")
+        last_seen_at = serializers.DateTimeField()
+        sdk_version = serializers.CharField()
+        app_version = serializers.CharField()
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={200: OutputSerializer, 401: ErrorSerializer, 403: ErrorSerializer},
+        summary="Report the terminal is alive and which SDK/app versions it runs",
+        tags=["terminal"],
+    )
+    def post(self, request):
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        device = services.device_record_heartbeat(device=self.device, **serializer.validated_data)
+        return Response(self.OutputSerializer(device).data)

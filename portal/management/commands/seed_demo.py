@@ -1,0 +1,110 @@
+"""Demo data for the embedded default: idempotent, safe to run on every `make run`."""
+
+import secrets
+import string
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from portal import credentials as cred
+from portal import services
+from portal.models import ChannelCredentials, Device, Merchant, ServiceProvider, StaffMembership, Store
+
+DEMO_PASSWORD = "demo-pass-2026"
+DEMO_DEVICE_ID = "DEMO-DEVICE-01"
+DEMO_UMPAY_DEVICE_ID = "DEMO-UMF-DEVICE-01"
+
+
+def _random_key(length: int = 32) -> str:
+    alphabet = string.ascii_letters + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(length))
+
+
+class Command(BaseCommand):
+    help = "Create (or keep) the demo provider, merchants, store, devices and console users, and print how to log in."
+
+    @transaction.atomic
+    def handle(self, *args, **options):
+        provider, _ = ServiceProvider.objects.get_or_create(
+            code="demo-sp",
+            defaults={
+                "name": "演示服务商 Demo Service Provider",
+                "umpay_acq_sp_id": "Y471790403",
+                "wechat_appid": "wx2421b1c4370ec43b",
+                "wechat_mch_id": "1900000100",
+            },
+        )
+        direct, _ = Merchant.objects.get_or_create(
+            name="演示咖啡 Demo Coffee",
+            defaults={
+                "provider": provider,
+                "channel": Merchant.Channel.WECHAT_DIRECT,
+                "appid": "wxd930ea5d5a258f4f",
+                "mch_id": "10000100",
+                "payscore_service_id": "00004000000000000000000000001",
+            },
+        )
+        umf, _ = Merchant.objects.get_or_create(
+            name="演示面馆 Demo Noodles",
+            defaults={"provider": provider, "channel": Merchant.Channel.UMPAY, "umpay_acq_mer_id": "41509208"},
+        )
+        for owner in (direct, provider):
+            if not ChannelCredentials.objects.filter(**{"merchant" if owner is direct else "provider": owner}).exists():
+                key_pem, cert_pem = cred.generate_key_and_certificate(f"demo {owner.pk}")
+                umf_key, _ = cred.generate_key_and_certificate("demo umf")
+                values = {
+                    "wechat_api_v2_key": _random_key(),
+                    "wechat_api_v3_key": _random_key(),
+                    "wechat_private_key": key_pem,
+                    "wechat_certificate": cert_pem,
+                }
+                if owner is provider:
+                    values["umpay_private_key"] = umf_key
+                services.credentials_update(owner=owner, values=values, actor=None, actor_label="seed_demo")
+
+        store, _ = Store.objects.get_or_create(
+            merchant=direct,
+            store_id="SZ-NS-001",
+            defaults={"name": "南山科技园店", "address": "深圳市南山区科技园", "area_code": "440305"},
+        )
+        umf_store, _ = Store.objects.get_or_create(
+            merchant=umf,
+            store_id="BJ-HD-001",
+            defaults={"name": "海淀中关村店", "address": "北京市海淀区中关村", "area_code": "110108"},
+        )
+        devices = []
+        for device_id, device_store in ((DEMO_DEVICE_ID, store), (DEMO_UMPAY_DEVICE_ID, umf_store)):
+            device = Device.objects.filter(device_id=device_id).first()
+            if device is None:
+                device, _secret = services.device_register(
+                    store=device_store, device_id=device_id, name="Demo terminal", actor=None, actor_label="seed_demo"
+                )
+            devices.append(device)
+
+        User = get_user_model()
+        users = [
+            ("admin", None, None, True),
+            ("demo-provider", StaffMembership.Role.PROVIDER_ADMIN, provider, False),
+            ("demo-merchant", StaffMembership.Role.MERCHANT_ADMIN, direct, False),
+        ]
+        for username, role, owner, is_superuser in users:
+            user = User.objects.filter(username=username).first()
+            if user is None:
+                user = User.objects.create_user(username=username, password=DEMO_PASSWORD)
+                user.is_staff = user.is_superuser = is_superuser
+                user.save()
+            if role and not StaffMembership.objects.filter(user=user).exists():
+                key = "provider" if role in StaffMembership.PROVIDER_ROLES else "merchant"
+                StaffMembership.objects.create(user=user, role=role, **{key: owner})
+
+        self.stdout.write("Demo data ready.")
+        self.stdout.write(
+            f"  Console logins (password {DEMO_PASSWORD}): admin (platform), demo-provider, demo-merchant"
+        )
+        for device in devices:
+            # Demo devices only: a real device's secret is shown once at registration and never again.
+            self.stdout.write(
+                f"  Demo device {device.device_id} ({device.store.merchant.get_channel_display()}): "
+                f"secret {device.secret.reveal()}"
+            )

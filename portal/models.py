@@ -1,0 +1,288 @@
+"""The merchant domain: service providers, merchants and their channel credentials, stores, devices, staff roles,
+and the audit log of staff actions."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from portal.fields import EncryptedTextField
+
+
+class ServiceProvider(models.Model):
+    """A service provider (服务商) that onboards merchants: a WeChat Pay service provider, a UMF agent, or both."""
+
+    name = models.CharField(max_length=128)
+    code = models.SlugField(max_length=32, unique=True, help_text="Short identifier used in URLs and exports.")
+    umpay_acq_sp_id = models.CharField(
+        "UMF acqSpId", max_length=10, blank=True, help_text="UMF agent number (acqSpId), assigned by UMF."
+    )
+    wechat_appid = models.CharField(
+        "WeChat appid", max_length=32, blank=True, help_text="Service provider's appid (appid in 服务商 mode)."
+    )
+    wechat_mch_id = models.CharField(
+        "WeChat mch_id", max_length=32, blank=True, help_text="Service provider's merchant number (mch_id)."
+    )
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Merchant(models.Model):
+    class Channel(models.TextChoices):
+        WECHAT_DIRECT = "WECHAT_DIRECT", "WeChat Pay (direct merchant)"
+        WECHAT_PROVIDER = "WECHAT_PROVIDER", "WeChat Pay (service provider, sub_mch_id)"
+        UMPAY = "UMPAY", "UMF 联动优势 (acquirer)"
+
+    class Status(models.TextChoices):
+        ACTIVE = "ACTIVE", "Active"
+        SUSPENDED = "SUSPENDED", "Suspended"
+
+    provider = models.ForeignKey(
+        ServiceProvider,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="merchants",
+        help_text="Empty for a direct merchant that no provider manages.",
+    )
+    name = models.CharField(max_length=128)
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.ACTIVE)
+    appid = models.CharField(max_length=32, blank=True, help_text="WeChat appid (direct mode).")
+    mch_id = models.CharField(max_length=32, blank=True, help_text="WeChat mch_id (direct mode).")
+    sub_appid = models.CharField(max_length=32, blank=True, help_text="WeChat sub_appid (service-provider mode).")
+    sub_mch_id = models.CharField(max_length=32, blank=True, help_text="WeChat sub_mch_id (service-provider mode).")
+    umpay_acq_mer_id = models.CharField(
+        "UMF acqMerId", max_length=8, blank=True, help_text="UMF merchant number (acqMerId)."
+    )
+    payscore_service_id = models.CharField(
+        "PayScore service_id", max_length=32, blank=True, help_text="WeChat PayScore service_id (支付分服务ID)."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                name="merchant_channel_valid",
+                condition=Q(channel__in=["WECHAT_DIRECT", "WECHAT_PROVIDER", "UMPAY"]),
+            ),
+            models.CheckConstraint(name="merchant_status_valid", condition=Q(status__in=["ACTIVE", "SUSPENDED"])),
+            # Service-provider channels are signed with the provider's credentials, so they need a provider.
+            models.CheckConstraint(
+                name="merchant_provider_channel_has_provider",
+                condition=Q(channel="WECHAT_DIRECT") | Q(provider__isnull=False),
+            ),
+            models.UniqueConstraint(
+                fields=["provider", "sub_mch_id"],
+                condition=~Q(sub_mch_id=""),
+                name="merchant_unique_sub_mch_id_per_provider",
+            ),
+            models.UniqueConstraint(
+                fields=["provider", "umpay_acq_mer_id"],
+                condition=~Q(umpay_acq_mer_id=""),
+                name="merchant_unique_acq_mer_id_per_provider",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == self.Status.ACTIVE
+
+
+class ChannelCredentials(models.Model):
+    """Upstream secrets of a provider or a direct merchant, encrypted at rest and never shown after entry.
+
+    Which owner's credentials sign a call: WeChat direct → the merchant's; WeChat service-provider and UMF → the
+    provider's (see `portal.selectors.signing_credentials_for`).
+    """
+
+    provider = models.OneToOneField(
+        ServiceProvider, null=True, blank=True, on_delete=models.CASCADE, related_name="credentials"
+    )
+    merchant = models.OneToOneField(
+        Merchant, null=True, blank=True, on_delete=models.CASCADE, related_name="credentials"
+    )
+    wechat_api_v2_key = EncryptedTextField(blank=True, help_text="API v2 key (32 chars), signs v2 XML calls.")
+    wechat_api_v3_key = EncryptedTextField(blank=True, help_text="APIv3 key (32 bytes), decrypts v3 notifications.")
+    wechat_private_key = EncryptedTextField(
+        blank=True, help_text="Merchant API private key (apiclient_key.pem): v3 signatures and secapi mutual TLS."
+    )
+    wechat_certificate = EncryptedTextField(
+        blank=True, help_text="Merchant API certificate (apiclient_cert.pem), the client certificate for secapi."
+    )
+    wechat_cert_serial = models.CharField(
+        max_length=64, blank=True, help_text="Serial of the merchant API certificate (serial_no), upper hex."
+    )
+    wechat_platform_certificates = models.TextField(
+        blank=True, help_text="WeChat Pay platform certificates (PEM, one or more); public."
+    )
+    wechat_platform_public_key = models.TextField(blank=True, help_text="WeChat Pay platform public key (PEM).")
+    wechat_platform_public_key_id = models.CharField(
+        max_length=64, blank=True, help_text="Platform public key id (PUB_KEY_ID_…), sent as Wechatpay-Serial."
+    )
+    umpay_private_key = EncryptedTextField(blank=True, help_text="UMF private key (*.key.p8), signs requests.")
+    umpay_certificate = models.TextField(blank=True, help_text="UMF certificate (*.cert.crt) as PEM; public.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "channel credentials"
+        constraints = [
+            models.CheckConstraint(
+                name="credentials_exactly_one_owner",
+                condition=(Q(provider__isnull=False) & Q(merchant__isnull=True))
+                | (Q(provider__isnull=True) & Q(merchant__isnull=False)),
+            )
+        ]
+
+    def __str__(self) -> str:
+        owner = self.provider or self.merchant
+        return f"Credentials of {owner}"
+
+    SECRET_FIELDS = (
+        "wechat_api_v2_key",
+        "wechat_api_v3_key",
+        "wechat_private_key",
+        "wechat_certificate",
+        "umpay_private_key",
+    )
+
+    def configured(self) -> dict[str, bool]:
+        """Which credentials are present — the only thing the console ever shows about them."""
+        names = (
+            *self.SECRET_FIELDS,
+            "wechat_platform_certificates",
+            "wechat_platform_public_key",
+            "umpay_certificate",
+        )
+        return {name: bool(getattr(self, name)) for name in names}
+
+
+class Store(models.Model):
+    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="stores")
+    store_id = models.CharField(max_length=32, help_text="Store number sent to WeChat as store_id (≤32).")
+    name = models.CharField(max_length=128, help_text="Sent to WeChat as store_name (≤128).")
+    address = models.CharField(max_length=255, blank=True)
+    area_code = models.CharField(max_length=12, blank=True, help_text="Administrative area code, e.g. 440305.")
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["merchant_id", "store_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["merchant", "store_id"], name="store_unique_store_id_per_merchant"),
+            models.CheckConstraint(name="store_store_id_not_empty", condition=~Q(store_id="")),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.store_id})"
+
+
+class Device(models.Model):
+    """A face-pay terminal. Its secret signs every terminal API request (DESIGN §7)."""
+
+    store = models.ForeignKey(Store, on_delete=models.PROTECT, related_name="devices")
+    device_id = models.CharField(
+        max_length=32, unique=True, help_text="Terminal number sent to WeChat as device_id (≤32)."
+    )
+    name = models.CharField(max_length=64, blank=True)
+    secret = EncryptedTextField(help_text="HMAC key shared with the terminal; shown once when generated.")
+    is_active = models.BooleanField(default=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    sdk_version = models.CharField(max_length=32, blank=True)
+    app_version = models.CharField(max_length=32, blank=True)
+    secret_rotated_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["device_id"]
+        constraints = [
+            models.CheckConstraint(
+                name="device_device_id_charset", condition=Q(device_id__regex=r"^[0-9A-Za-z_\-]{1,32}$")
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.device_id
+
+
+class DeviceNonce(models.Model):
+    """Nonces seen within the timestamp window. The unique constraint rejects a replay in any process."""
+
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="+")
+    nonce = models.CharField(max_length=32)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["device", "nonce"], name="device_nonce_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.device_id}:{self.nonce}"
+
+
+class StaffMembership(models.Model):
+    """Ties a console user to the provider or merchant they work for, with one role."""
+
+    class Role(models.TextChoices):
+        PROVIDER_ADMIN = "PROVIDER_ADMIN", "Provider admin"
+        PROVIDER_REVIEWER = "PROVIDER_REVIEWER", "Provider reviewer"
+        MERCHANT_ADMIN = "MERCHANT_ADMIN", "Merchant admin"
+        MERCHANT_STAFF = "MERCHANT_STAFF", "Merchant staff"
+
+    PROVIDER_ROLES = (Role.PROVIDER_ADMIN, Role.PROVIDER_REVIEWER)
+    MERCHANT_ROLES = (Role.MERCHANT_ADMIN, Role.MERCHANT_STAFF)
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="membership")
+    role = models.CharField(max_length=20, choices=Role.choices)
+    provider = models.ForeignKey(ServiceProvider, null=True, blank=True, on_delete=models.CASCADE, related_name="staff")
+    merchant = models.ForeignKey(Merchant, null=True, blank=True, on_delete=models.CASCADE, related_name="staff")
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                name="membership_role_matches_owner",
+                condition=(
+                    Q(role__in=["PROVIDER_ADMIN", "PROVIDER_REVIEWER"], provider__isnull=False, merchant__isnull=True)
+                    | Q(role__in=["MERCHANT_ADMIN", "MERCHANT_STAFF"], merchant__isnull=False, provider__isnull=True)
+                ),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} — {self.get_role_display()} of {self.provider or self.merchant}"
+
+    @property
+    def is_provider_role(self) -> bool:
+        return self.role in self.PROVIDER_ROLES
+
+
+class AuditLog(models.Model):
+    """Append-only record of staff and operator actions (credential changes, device state, refunds, …)."""
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_label = models.CharField(max_length=150, help_text="Username, or 'cli' / 'system' for non-user actions.")
+    action = models.CharField(max_length=64, db_index=True)
+    object_type = models.CharField(max_length=64)
+    object_id = models.CharField(max_length=64)
+    provider = models.ForeignKey(ServiceProvider, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    merchant = models.ForeignKey(Merchant, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    details = models.JSONField(default=dict, blank=True, help_text="What changed; never secret values.")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor_label} {self.action} {self.object_type}:{self.object_id}"

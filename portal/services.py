@@ -1,0 +1,316 @@
+"""Writes of the merchant domain. Every state change goes through a function here (STYLE §1)."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Mapping
+
+from cryptography.hazmat.primitives import serialization
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from portal import credentials as cred
+from portal.errors import InvalidInput
+from portal.models import AuditLog, ChannelCredentials, Device, Merchant, ServiceProvider, Store
+
+DEVICE_SECRET_BYTES = 32
+
+
+def audit_record(
+    *,
+    actor: AbstractBaseUser | None,
+    action: str,
+    obj,
+    details: Mapping | None = None,
+    actor_label: str | None = None,
+) -> AuditLog:
+    """Append an audit row. `details` must never contain secret values (callers pass field names instead)."""
+    merchant = provider = None
+    if isinstance(obj, Merchant):
+        merchant, provider = obj, obj.provider
+    elif isinstance(obj, ServiceProvider):
+        provider = obj
+    elif isinstance(obj, Store):
+        merchant = obj.merchant
+        provider = merchant.provider
+    elif isinstance(obj, Device):
+        merchant = obj.store.merchant
+        provider = merchant.provider
+    elif hasattr(obj, "merchant"):
+        merchant = obj.merchant
+        provider = merchant.provider if merchant else None
+    label = actor_label or (actor.get_username() if actor is not None else "system")
+    return AuditLog.objects.create(
+        actor=actor,
+        actor_label=label,
+        action=action,
+        object_type=type(obj).__name__,
+        object_id=str(obj.pk),
+        provider=provider,
+        merchant=merchant,
+        details=dict(details or {}),
+    )
+
+
+# --- Channel credentials ---
+
+CREDENTIAL_INPUTS = (
+    "wechat_api_v2_key",
+    "wechat_api_v3_key",
+    "wechat_private_key",
+    "wechat_certificate",
+    "wechat_platform_certificates",
+    "wechat_platform_public_key",
+    "wechat_platform_public_key_id",
+    "umpay_private_key",
+    "umpay_certificate",
+)
+
+
+def _normalise_credentials(values: Mapping[str, str | bytes], existing: ChannelCredentials) -> dict[str, str]:
+    """Validate what was entered (blank = keep what is stored) and return the values to store.
+
+    Raises InvalidInput naming every bad field; nothing is stored unless every field is valid.
+    """
+    out: dict[str, str] = {}
+    errors: dict[str, str] = {}
+
+    def check(field: str, fn):
+        raw = values.get(field)
+        if raw in (None, "", b""):
+            return
+        try:
+            out.update(fn(raw))
+        except cred.CredentialError as exc:
+            errors[exc.field] = exc.message
+
+    def as_text(raw) -> str:
+        return raw.decode("utf-8") if isinstance(raw, bytes) else raw
+
+    check("wechat_api_v2_key", lambda v: {"wechat_api_v2_key": cred.validate_api_v2_key(as_text(v))})
+    check("wechat_api_v3_key", lambda v: {"wechat_api_v3_key": cred.validate_api_v3_key(as_text(v))})
+    check(
+        "wechat_private_key",
+        lambda v: {"wechat_private_key": cred.private_key_pem(cred.load_private_key("wechat_private_key", v))},
+    )
+    check(
+        "wechat_certificate",
+        lambda v: {"wechat_certificate": cred.certificate_pem(cred.load_certificate("wechat_certificate", v))},
+    )
+    check(
+        "wechat_platform_certificates",
+        lambda v: {
+            "wechat_platform_certificates": "".join(
+                cred.certificate_pem(c) for c in cred.load_certificates("wechat_platform_certificates", as_text(v))
+            )
+        },
+    )
+
+    def platform_key(v):
+        key = cred.load_public_key("wechat_platform_public_key", v)
+        pem = key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        return {"wechat_platform_public_key": pem.decode("ascii")}
+
+    check("wechat_platform_public_key", platform_key)
+
+    def key_id(v):
+        v = as_text(v).strip()
+        if not v.startswith("PUB_KEY_ID_") or len(v) > 64:
+            raise cred.CredentialError("wechat_platform_public_key_id", "A public key id looks like PUB_KEY_ID_….")
+        return {"wechat_platform_public_key_id": v}
+
+    check("wechat_platform_public_key_id", key_id)
+    check(
+        "umpay_private_key",
+        lambda v: {"umpay_private_key": cred.private_key_pem(cred.load_private_key("umpay_private_key", v))},
+    )
+    check(
+        "umpay_certificate",
+        lambda v: {"umpay_certificate": cred.certificate_pem(cred.load_certificate("umpay_certificate", v))},
+    )
+
+    # Cross-field rules, against the new value or, if not replaced, the stored one.
+    if not errors:
+        key_pem = out.get("wechat_private_key") or _reveal(existing.wechat_private_key)
+        cert_pem = out.get("wechat_certificate") or _reveal(existing.wechat_certificate)
+        if ("wechat_private_key" in out or "wechat_certificate" in out) and key_pem and cert_pem:
+            certificate = cred.load_certificate("wechat_certificate", cert_pem)
+            if not cred.certificate_matches_key(certificate, cred.load_private_key("wechat_private_key", key_pem)):
+                errors["wechat_certificate"] = "This certificate does not belong to the merchant private key."
+            else:
+                out["wechat_cert_serial"] = cred.certificate_serial(certificate)
+        has_pub_key = out.get("wechat_platform_public_key") or existing.wechat_platform_public_key
+        has_key_id = out.get("wechat_platform_public_key_id") or existing.wechat_platform_public_key_id
+        if bool(has_pub_key) != bool(has_key_id) and (
+            "wechat_platform_public_key" in out or "wechat_platform_public_key_id" in out
+        ):
+            errors["wechat_platform_public_key_id"] = "The platform public key and its id must be entered together."
+    if errors:
+        raise InvalidInput("Some credentials are not valid.", details=errors, code="INVALID_CREDENTIALS")
+    return out
+
+
+def _reveal(value) -> str:
+    return value.reveal() if value else ""
+
+
+def _credentials_of(owner: ServiceProvider | Merchant, *, for_update: bool) -> ChannelCredentials:
+    lookup = {"provider": owner} if isinstance(owner, ServiceProvider) else {"merchant": owner}
+    queryset = ChannelCredentials.objects.filter(**lookup)
+    if for_update:
+        queryset = queryset.select_for_update()
+    return queryset.first() or ChannelCredentials(**lookup)
+
+
+def _check_known_fields(values: Mapping) -> None:
+    unknown = set(values) - set(CREDENTIAL_INPUTS)
+    if unknown:
+        raise InvalidInput(details={name: "Unknown credential field." for name in sorted(unknown)})
+
+
+def credentials_check(*, owner: ServiceProvider | Merchant, values: Mapping[str, str | bytes]) -> None:
+    """Raise InvalidInput (one message per bad field) if `values` could not be stored; store nothing."""
+    _check_known_fields(values)
+    _normalise_credentials(values, _credentials_of(owner, for_update=False))
+
+
+@transaction.atomic
+def credentials_update(
+    *,
+    owner: ServiceProvider | Merchant,
+    values: Mapping[str, str | bytes],
+    actor: AbstractBaseUser | None,
+    actor_label: str | None = None,
+) -> ChannelCredentials:
+    """Validate and store channel credentials for a provider or merchant. Blank inputs keep the stored value."""
+    _check_known_fields(values)
+    credentials = _credentials_of(owner, for_update=True)
+    changes = _normalise_credentials(values, credentials)
+    for name, value in changes.items():
+        setattr(credentials, name, value)
+    credentials.save()
+    if changes:
+        audit_record(
+            actor=actor,
+            actor_label=actor_label,
+            action="credentials.update",
+            obj=owner,
+            details={"fields": sorted(changes)},  # names only: values are secrets
+        )
+    return credentials
+
+
+# --- Devices ---
+
+
+def _new_device_secret() -> str:
+    return secrets.token_urlsafe(DEVICE_SECRET_BYTES)
+
+
+def _new_device_id() -> str:
+    return "T" + secrets.token_hex(8).upper()
+
+
+@transaction.atomic
+def device_register(
+    *,
+    store: Store,
+    device_id: str | None = None,
+    name: str = "",
+    actor: AbstractBaseUser | None,
+    actor_label: str | None = None,
+) -> tuple[Device, str]:
+    """Create a device and return it with its secret — the only time the secret is shown in clear."""
+    device_id = (device_id or _new_device_id()).strip()
+    if not re.fullmatch(r"[0-9A-Za-z_\-]{1,32}", device_id):
+        raise InvalidInput(details={"device_id": "1-32 letters, digits, '_' or '-'."})
+    secret = _new_device_secret()
+    try:
+        # The unique constraint on device_id settles concurrent registrations of the same id.
+        with transaction.atomic():
+            device = Device.objects.create(store=store, device_id=device_id, name=name, secret=secret)
+    except IntegrityError as exc:
+        raise InvalidInput(
+            details={"device_id": "A device with this id already exists."}, code="DEVICE_EXISTS"
+        ) from exc
+    audit_record(
+        actor=actor,
+        actor_label=actor_label,
+        action="device.register",
+        obj=device,
+        details={"device_id": device_id, "store_id": store.store_id},
+    )
+    return device, secret
+
+
+@transaction.atomic
+def device_rotate_secret(*, device: Device, actor: AbstractBaseUser | None, actor_label: str | None = None) -> str:
+    """Replace a device's secret; the old one stops working at once. Returns the new secret (shown once)."""
+    device = Device.objects.select_for_update().get(pk=device.pk)
+    secret = _new_device_secret()
+    device.secret = secret
+    device.secret_rotated_at = timezone.now()
+    device.save(update_fields=["secret", "secret_rotated_at"])
+    audit_record(actor=actor, actor_label=actor_label, action="device.rotate_secret", obj=device)
+    return secret
+
+
+@transaction.atomic
+def device_set_active(
+    *, device: Device, is_active: bool, actor: AbstractBaseUser | None, actor_label: str | None = None
+) -> Device:
+    device = Device.objects.select_for_update().get(pk=device.pk)
+    if device.is_active != is_active:
+        device.is_active = is_active
+        device.save(update_fields=["is_active"])
+        audit_record(
+            actor=actor, actor_label=actor_label, action="device.enable" if is_active else "device.disable", obj=device
+        )
+    return device
+
+
+@transaction.atomic
+def store_set_active(
+    *, store: Store, is_active: bool, actor: AbstractBaseUser | None, actor_label: str | None = None
+) -> Store:
+    store = Store.objects.select_for_update().get(pk=store.pk)
+    if store.is_active != is_active:
+        store.is_active = is_active
+        store.save(update_fields=["is_active"])
+        audit_record(
+            actor=actor, actor_label=actor_label, action="store.enable" if is_active else "store.disable", obj=store
+        )
+    return store
+
+
+@transaction.atomic
+def merchant_set_status(
+    *, merchant: Merchant, status: str, actor: AbstractBaseUser | None, actor_label: str | None = None
+) -> Merchant:
+    if status not in Merchant.Status.values:
+        raise InvalidInput(details={"status": f"One of {', '.join(Merchant.Status.values)}."})
+    merchant = Merchant.objects.select_for_update().get(pk=merchant.pk)
+    if merchant.status != status:
+        previous = merchant.status
+        merchant.status = status
+        merchant.save(update_fields=["status"])
+        audit_record(
+            actor=actor,
+            actor_label=actor_label,
+            action="merchant.status",
+            obj=merchant,
+            details={"from": previous, "to": status},
+        )
+    return merchant
+
+
+def device_record_heartbeat(*, device: Device, sdk_version: str, app_version: str) -> Device:
+    device.last_seen_at = timezone.now()
+    device.sdk_version = sdk_version
+    device.app_version = app_version
+    Device.objects.filter(pk=device.pk).update(
+        last_seen_at=device.last_seen_at, sdk_version=sdk_version, app_version=app_version
+    )
+    return device

@@ -1,0 +1,41 @@
+from django.conf import settings
+from django.contrib import admin
+from django.core.exceptions import ImproperlyConfigured
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+from portal import api, health, views
+
+terminal_v1 = [
+    path("heartbeat", api.HeartbeatApi.as_view(), name="heartbeat"),
+]
+
+console = [
+    path("", views.home, name="home"),
+    path("login/", views.LoginView.as_view(), name="login"),
+    path("logout/", views.LogoutView.as_view(), name="logout"),
+    path("password/", views.PasswordChangeView.as_view(), name="password_change"),
+]
+
+urlpatterns = [
+    path("", include((console, "portal"))),
+    path("i18n/", include("django.conf.urls.i18n")),
+    path("admin/", admin.site.urls),
+    path("healthz", health.healthz, name="healthz"),
+    path("api/terminal/v1/", include((terminal_v1, "terminal"))),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/schema/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="schema-docs"),
+    path("api/schema/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="schema-redoc"),
+]
+
+
+def sandbox_mount_allowed() -> bool:
+    """The sandbox is never on by accident in production: with DEBUG off it needs SANDBOX_ENABLED=force."""
+    value = settings.SANDBOX_ENABLED
+    if value == "force":
+        return True
+    if value in ("true", "1", "yes"):
+        if not settings.DEBUG:
+            raise ImproperlyConfigured("SANDBOX_ENABLED is on while DEBUG is off; set SANDBOX_ENABLED=force if meant.")
+        return True
+    return False

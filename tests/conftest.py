@@ -1,0 +1,56 @@
+import httpx
+import pytest
+from django.db import connection
+
+from payments.terminal_client import TerminalClient
+from tests.factories import make_device
+
+
+@pytest.fixture
+def wsgi_transport():
+    """httpx transport into this process's Django app: real HTTP semantics, same test database.
+
+    Like Django's test client, it keeps the request from closing the test's database connection (Django closes
+    "old" connections at request start/finish, which would end the test transaction).
+    """
+    from django.core.signals import request_finished, request_started
+    from django.db import close_old_connections
+
+    from portal.wsgi import application
+
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        yield httpx.WSGITransport(app=application)
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
+
+
+@pytest.fixture
+def device_and_secret(db):
+    return make_device()
+
+
+@pytest.fixture
+def terminal(device_and_secret, wsgi_transport):
+    device, secret = device_and_secret
+    client = TerminalClient("http://testserver", device_id=device.device_id, secret=secret, transport=wsgi_transport)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def requires_postgres():
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL (run `make test` where initdb/pg_ctl exist, or set DATABASE_URL)")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Throttle counters live in the cache; each test starts with none."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
