@@ -33,5 +33,5 @@ def healthz(request):
         except Exception as exc:  # noqa: BLE001 - any failure means unhealthy; report its type, not its text
             checks[name] = f"error: {type(exc).__name__}"
             healthy = False
-    checks["sandbox"] = "on" if settings.SANDBOX_ENABLED in ("true", "1", "yes", "force") else "off"
+    checks["sandbox"] = "on" if settings.SANDBOX_MOUNTED else "off"
     return JsonResponse({"status": "ok" if healthy else "error", "checks": checks}, status=200 if healthy else 503)

@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",  # the schema viewer's assets, served locally (no CDN)
     "portal",
     "payments",
+    "payments.sandbox",  # models always installed; URLs mounted only when SANDBOX_ENABLED allows
     "payscore",
     "members",
 ]
@@ -189,10 +190,15 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 # --- Upstreams (DESIGN §9) ---
+# The built-in stand-in for WeChat Pay and UMF. Never on by accident in production: with DEBUG off it mounts only
+# when SANDBOX_ENABLED=force, and any other "on" value stops the start-up.
 SANDBOX_ENABLED = env.str("SANDBOX_ENABLED", default="true" if DEBUG else "false").lower()
+if SANDBOX_ENABLED in ("true", "1", "yes") and not DEBUG:
+    raise ImproperlyConfigured("SANDBOX_ENABLED is on while DEBUG is off; set SANDBOX_ENABLED=force if meant.")
+SANDBOX_MOUNTED = SANDBOX_ENABLED in ("true", "1", "yes", "force")
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
 _sandbox_base = PUBLIC_BASE_URL.rstrip("/") + "/sandbox"
-_sandbox_on = SANDBOX_ENABLED in ("true", "1", "yes", "force")
+_sandbox_on = SANDBOX_MOUNTED
 WECHATPAY_API_BASE = env.str(
     "WECHATPAY_API_BASE", default=f"{_sandbox_base}/wechatpay" if _sandbox_on else "https://api.mch.weixin.qq.com"
 )

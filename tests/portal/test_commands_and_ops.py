@@ -158,3 +158,37 @@ def test_healthz_with_a_redis_broker(client):
         app.conf.broker_url = original
     assert response.status_code == 200
     assert response.json()["checks"]["broker"] == "ok"
+
+
+def _settings_in_subprocess(**env_overrides):
+    env = {
+        **os.environ,
+        "DJANGO_ENV": "production",
+        "SECRET_KEY": "s" * 50,
+        "ALLOWED_HOSTS": "example.com",
+        "FIELD_ENCRYPTION_KEY": "ZGV2LW9ubHktZmllbGQta2V5LTMyLWJ5dGVzLWxvbmc=",
+        "DATABASE_URL": "postgres://u@127.0.0.1:1/db",
+        "DJANGO_SETTINGS_MODULE": "portal.settings",
+        **env_overrides,
+    }
+    return subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import django; django.setup(); from django.conf import settings as s; "
+            "import portal.urls; print(s.SANDBOX_MOUNTED)",
+        ],
+        cwd=settings.BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_sandbox_cannot_be_switched_on_by_accident_in_production():
+    refused = _settings_in_subprocess(SANDBOX_ENABLED="true")
+    assert refused.returncode != 0
+    assert "SANDBOX_ENABLED is on while DEBUG is off" in refused.stderr
+    forced = _settings_in_subprocess(SANDBOX_ENABLED="force")
+    assert forced.returncode == 0, forced.stderr
+    assert forced.stdout.strip() == "True"

@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class SandboxConfig(AppConfig):
+    name = "payments.sandbox"
+    label = "sandbox"
+    verbose_name = "Sandbox (stand-in for WeChat Pay and UMF)"
