@@ -183,6 +183,9 @@ CELERY_TASK_TIME_LIMIT = 120
 CELERY_TASK_SOFT_TIME_LIMIT = 100
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE = {
+    # Re-drives every payment and refund whose next check is overdue: a lost task or a killed worker delays
+    # resolution by at most this period, never loses it (DESIGN §5 rule 5).
+    "sweep-payments": {"task": "payments.tasks.sweep", "schedule": 5.0},
     "prune-device-nonces": {
         "task": "portal.tasks.prune_device_nonces",
         "schedule": 300.0,
@@ -210,6 +213,22 @@ UMPAY_API_BASE = env.str(
     "UMPAY_API_BASE",
     default=f"{_sandbox_base}/umpay" if _sandbox_on else "http://provider.umfintech.com/entry-provider-plat-client",
 )
+
+# --- Payment lifecycle (DESIGN §5; seconds) ---
+UPSTREAM_CONNECT_TIMEOUT = env.float("UPSTREAM_CONNECT_TIMEOUT", default=3.0)
+UPSTREAM_READ_TIMEOUT = env.float("UPSTREAM_READ_TIMEOUT", default=10.0)  # queries, reverses, refunds
+PAYMENT_CALL_TIMEOUT = env.float("PAYMENT_CALL_TIMEOUT", default=10.0)  # micropay: past this the outcome is unknown
+PAYMENT_WAIT_SECONDS = env.float("PAYMENT_WAIT_SECONDS", default=5.0)  # POST payments waits this long, then PAYING
+PAYMENT_LONG_POLL_MAX_SECONDS = env.float("PAYMENT_LONG_POLL_MAX_SECONDS", default=20.0)  # cap of GET ?wait=
+PAYMENT_QUERY_FIRST_DELAY = env.float("PAYMENT_QUERY_FIRST_DELAY", default=5.0)  # USERPAYING: first query after
+PAYMENT_QUERY_INTERVAL = env.float("PAYMENT_QUERY_INTERVAL", default=5.0)
+PAYMENT_QUERY_WINDOW = min(env.float("PAYMENT_QUERY_WINDOW", default=30.0), 45.0)  # WeChat revokes after 45 s
+PAYMENT_REVERSE_NOT_BEFORE = env.float("PAYMENT_REVERSE_NOT_BEFORE", default=15.0)  # after the payment call
+PAYMENT_REVERSE_MAX_ATTEMPTS = env.int("PAYMENT_REVERSE_MAX_ATTEMPTS", default=8)
+PAYMENT_REVERSE_WINDOW_DAYS = env.int("PAYMENT_REVERSE_WINDOW_DAYS", default=7)  # WeChat: reverse only ≤7 days
+REFUND_MAX_ATTEMPTS = env.int("REFUND_MAX_ATTEMPTS", default=40)
+PAYMENT_CREATE_IP = env.str("PAYMENT_CREATE_IP", default="127.0.0.1")  # spbill_create_ip sent to WeChat
+AUTHINFO_CACHE_MARGIN_SECONDS = env.int("AUTHINFO_CACHE_MARGIN_SECONDS", default=120)
 
 LOGGING = {
     "version": 1,

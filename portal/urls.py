@@ -3,10 +3,12 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from payments import urls as payment_urls
 from portal import api, health, views
 
 terminal_v1 = [
     path("heartbeat", api.HeartbeatApi.as_view(), name="heartbeat"),
+    *payment_urls.terminal_v1,
 ]
 
 console = [
@@ -22,6 +24,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", health.healthz, name="healthz"),
     path("api/terminal/v1/", include((terminal_v1, "terminal"))),
+    path("api/staff/v1/", include((payment_urls.staff_v1, "staff"))),
+    path("notify/", include((payment_urls.notify, "notify"))),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/schema/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="schema-docs"),
     path("api/schema/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="schema-redoc"),

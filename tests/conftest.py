@@ -54,3 +54,14 @@ def _fresh_cache():
     cache.clear()
     yield
     cache.clear()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _in_memory_broker():
+    """Tasks enqueued by code under test go to an in-memory broker nobody consumes: tests drive the services (and
+    the sweeper) explicitly, so what a worker would do happens in the test, in order."""
+    from portal.celery import app
+
+    app.conf.broker_url = "memory://"
+    app.conf.broker_transport_options = {}
+    yield

@@ -1,0 +1,209 @@
+"""Terminal API for payments (device-signed) and the staff refund API (console session)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import permissions, serializers, status
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from payments import selectors, services
+from payments.models import Payment, PaymentStatus, Refund
+from portal.api import ErrorSerializer, TerminalApiView
+from portal.errors import Forbidden
+from portal.models import StaffMembership
+from portal.selectors import membership_of
+
+
+class PaymentOutputSerializer(serializers.ModelSerializer):
+    store_id = serializers.CharField(source="store.store_id")
+    device_id = serializers.CharField(source="device.device_id", default="")
+    is_final = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Payment
+        fields = [
+            "out_trade_no",
+            "status",
+            "is_final",
+            "total_fee",
+            "refunded_fee",
+            "method",
+            "wallet",
+            "channel",
+            "transaction_id",
+            "openid",
+            "err_code",
+            "err_message",
+            "store_id",
+            "device_id",
+            "paid_at",
+            "created_at",
+        ]
+
+    def get_is_final(self, payment: Payment) -> bool:
+        return payment.status not in (PaymentStatus.PAYING, PaymentStatus.REVERSING)
+
+
+class AuthinfoApi(TerminalApiView):
+    class InputSerializer(serializers.Serializer):
+        rawdata = serializers.CharField(max_length=2048, help_text="From the SDK's getWxpayfaceRawdata.")
+
+    class OutputSerializer(serializers.Serializer):
+        authinfo = serializers.CharField()
+        expires_in = serializers.IntegerField()
+        appid = serializers.CharField(allow_blank=True)
+        mch_id = serializers.CharField(allow_blank=True)
+        sub_appid = serializers.CharField(allow_blank=True)
+        sub_mch_id = serializers.CharField(allow_blank=True)
+        store_id = serializers.CharField()
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={200: OutputSerializer, 400: ErrorSerializer, 503: ErrorSerializer},
+        summary="SDK call credential (authinfo) for getWxpayfaceCode",
+        tags=["terminal"],
+    )
+    def post(self, request):
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        info = services.authinfo_get(device=self.device, rawdata=serializer.validated_data["rawdata"])
+        return Response({**info.__dict__, "store_id": self.device.store.store_id})
+
+
+class PaymentCreateApi(TerminalApiView):
+    class InputSerializer(serializers.Serializer):
+        out_trade_no = serializers.CharField(max_length=32, required=False, allow_blank=True, default="")
+        total_fee = serializers.IntegerField(min_value=1, help_text="Amount in fen.")
+        body = serializers.CharField(max_length=128)
+        auth_code = serializers.CharField(max_length=128, help_text="face_code, or the 18-digit payment code.")
+        method = serializers.ChoiceField(choices=Payment.Method.choices)
+        openid = serializers.CharField(max_length=128, required=False, allow_blank=True, default="")
+        attach = serializers.CharField(max_length=127, required=False, allow_blank=True, default="")
+
+        def to_internal_value(self, data):
+            # Money must be an integer in the JSON, never "100" or 1.0.
+            if (
+                isinstance(data, dict)
+                and "total_fee" in data
+                and (isinstance(data["total_fee"], bool) or not isinstance(data["total_fee"], int))
+            ):
+                raise serializers.ValidationError({"total_fee": ["A positive whole number of fen (JSON integer)."]})
+            return super().to_internal_value(data)
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={
+            200: PaymentOutputSerializer,
+            201: PaymentOutputSerializer,
+            400: ErrorSerializer,
+            409: ErrorSerializer,
+        },
+        summary="Charge a face_code or payment code; waits briefly for a definite outcome",
+        tags=["terminal"],
+    )
+    def post(self, request):
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = services.PaymentInput(**serializer.validated_data)
+        payment, created = services.payment_create(device=self.device, data=data)
+        if created:
+            payment = services.payment_submit(payment=payment, auth_code=data.auth_code)
+        payment = services.payment_wait(payment=payment, seconds=settings.PAYMENT_WAIT_SECONDS)
+        return Response(
+            PaymentOutputSerializer(payment).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        )
+
+
+class PaymentDetailApi(TerminalApiView):
+    @extend_schema(
+        parameters=[OpenApiParameter("wait", int, description="Long-poll up to N seconds while PAYING")],
+        responses={200: PaymentOutputSerializer, 404: ErrorSerializer},
+        tags=["terminal"],
+        summary="The payment's current state",
+    )
+    def get(self, request, out_trade_no: str):
+        payment = selectors.payment_for_device(device=self.device, out_trade_no=out_trade_no)
+        try:
+            wait = float(request.query_params.get("wait", 0))
+        except ValueError:
+            wait = 0.0
+        payment = services.payment_wait(
+            payment=payment, seconds=min(max(wait, 0.0), settings.PAYMENT_LONG_POLL_MAX_SECONDS)
+        )
+        return Response(PaymentOutputSerializer(payment).data)
+
+
+class PaymentCancelApi(TerminalApiView):
+    @extend_schema(
+        request=None,
+        responses={200: PaymentOutputSerializer, 409: ErrorSerializer},
+        tags=["terminal"],
+        summary="The user walked away: reverse the payment",
+    )
+    def post(self, request, out_trade_no: str):
+        payment = selectors.payment_for_device(device=self.device, out_trade_no=out_trade_no)
+        payment = services.payment_cancel(payment=payment)
+        return Response(PaymentOutputSerializer(payment).data)
+
+
+# --- staff API -----------------------------------------------------------------------------------------------------
+
+
+class RefundOutputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Refund
+        fields = [
+            "out_refund_no",
+            "refund_fee",
+            "reason",
+            "kind",
+            "status",
+            "refund_id",
+            "err_code",
+            "err_message",
+            "created_at",
+        ]
+
+
+class CanRefund(permissions.BasePermission):
+    """Provider admins, merchant admins and superusers refund; reviewers and merchant staff cannot."""
+
+    def has_permission(self, request, view) -> bool:
+        user = request.user
+        if not (user and user.is_authenticated):
+            return False
+        if user.is_superuser:
+            return True
+        membership = membership_of(user)
+        if membership is None or membership.role not in (
+            StaffMembership.Role.PROVIDER_ADMIN,
+            StaffMembership.Role.MERCHANT_ADMIN,
+        ):
+            raise Forbidden("Your role cannot refund.", code="ROLE_CANNOT_REFUND")
+        return True
+
+
+class StaffRefundCreateApi(APIView):
+    authentication_classes = [SessionAuthentication]
+    permission_classes = [CanRefund]
+
+    class InputSerializer(serializers.Serializer):
+        refund_fee = serializers.IntegerField(min_value=1)
+        reason = serializers.CharField(max_length=80, required=False, allow_blank=True, default="")
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={201: RefundOutputSerializer, 400: ErrorSerializer, 404: ErrorSerializer, 409: ErrorSerializer},
+        tags=["staff"],
+        summary="Refund part or all",
+    )
+    def post(self, request, payment_id: int):
+        payment = get_object_or_404(selectors.payments_visible_to(request.user), pk=payment_id)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        refund = services.refund_create(payment=payment, user=request.user, **serializer.validated_data)
+        return Response(RefundOutputSerializer(refund).data, status=status.HTTP_201_CREATED)

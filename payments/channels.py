@@ -1,0 +1,322 @@
+"""The merchant's acquiring channel, behind one small interface.
+
+Services speak in payments and refunds; this module turns them into gateway configs and requests for WeChat Pay
+(direct or service-provider mode) or UMF, and turns every gateway result into an `Answer`. No state changes here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import httpx
+from django.conf import settings
+
+from payments.gateways import umpay, wechatpay_v2, wechatpay_v3
+from payments.gateways.base import GatewayResult, Outcome
+from payments.gateways.http import Timeouts
+from portal.errors import InvalidState
+from portal.models import ChannelCredentials, Device, Merchant
+from portal.selectors import signing_credentials_for
+
+# Tests and the benchmark route upstream calls through an in-process transport by replacing this; None means each
+# gateway's own shared client (and the per-certificate mutual-TLS client for secapi calls).
+upstream_client: httpx.Client | None = None
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A gateway result in the services' terms. `outcome` keeps the gateway's meaning for that call."""
+
+    outcome: Outcome
+    code: str = ""
+    message: str = ""
+    transaction_id: str = ""
+    wallet_transaction_id: str = ""
+    openid: str = ""
+    refund_id: str = ""
+    recall: bool | None = None
+    request: dict[str, Any] = field(default_factory=dict)
+    response: dict[str, Any] = field(default_factory=dict)
+    latency_ms: int = 0
+
+
+@dataclass(frozen=True)
+class Authinfo:
+    authinfo: str
+    expires_in: int
+    appid: str
+    mch_id: str
+    sub_appid: str
+    sub_mch_id: str
+
+
+def _answer(result: GatewayResult, **extra: Any) -> Answer:
+    return Answer(
+        outcome=result.outcome,
+        code=result.code,
+        message=result.message[:255],
+        request=result.request_fields,
+        response=result.response_fields,
+        latency_ms=result.latency_ms,
+        **extra,
+    )
+
+
+def _credentials(merchant: Merchant) -> ChannelCredentials:
+    credentials = signing_credentials_for(merchant)
+    if credentials is None:
+        raise InvalidState("This merchant has no channel credentials configured.", code="CHANNEL_NOT_CONFIGURED")
+    return credentials
+
+
+def _reveal(value) -> str:
+    return value.reveal() if value else ""
+
+
+def _wechat_config(merchant: Merchant) -> wechatpay_v2.WechatPayV2Config:
+    credentials = _credentials(merchant)
+    if merchant.channel == Merchant.Channel.WECHAT_PROVIDER:
+        provider = merchant.provider
+        ids = {
+            "appid": provider.wechat_appid,
+            "mch_id": provider.wechat_mch_id,
+            "sub_appid": merchant.sub_appid,
+            "sub_mch_id": merchant.sub_mch_id,
+        }
+    else:
+        ids = {"appid": merchant.appid, "mch_id": merchant.mch_id}
+    return wechatpay_v2.WechatPayV2Config(
+        **ids,
+        api_key=_reveal(credentials.wechat_api_v2_key),
+        client_cert_pem=_reveal(credentials.wechat_certificate),
+        client_key_pem=_reveal(credentials.wechat_private_key),
+        base_url=settings.WECHATPAY_API_BASE,
+        face_base_url=settings.WECHATPAY_FACE_API_BASE,
+    )
+
+
+def wechat_v3_config(merchant: Merchant) -> wechatpay_v3.WechatPayV3Config:
+    """API v3 (PayScore, facemch users): the merchant's own keys when direct, the provider's in 服务商 mode."""
+    credentials = _credentials(merchant)
+    if merchant.channel == Merchant.Channel.WECHAT_PROVIDER:
+        provider = merchant.provider
+        ids = {
+            "mchid": provider.wechat_mch_id,
+            "appid": provider.wechat_appid,
+            "sub_mchid": merchant.sub_mch_id,
+            "sub_appid": merchant.sub_appid,
+        }
+    else:
+        ids = {"mchid": merchant.mch_id, "appid": merchant.appid}
+    return wechatpay_v3.WechatPayV3Config(
+        **ids,
+        merchant_private_key_pem=_reveal(credentials.wechat_private_key),
+        merchant_serial_no=credentials.wechat_cert_serial,
+        api_v3_key=_reveal(credentials.wechat_api_v3_key),
+        platform_keys=platform_keys(credentials),
+        base_url=settings.WECHATPAY_API_BASE,
+    )
+
+
+def platform_keys(credentials: ChannelCredentials) -> dict[str, str]:
+    """Wechatpay-Serial → key: every platform certificate by its serial, and the platform public key by its id."""
+    from portal.credentials import certificate_pem, certificate_serial, load_certificates
+
+    keys: dict[str, str] = {}
+    if credentials.wechat_platform_certificates:
+        for cert in load_certificates("wechat_platform_certificates", credentials.wechat_platform_certificates):
+            keys[certificate_serial(cert)] = certificate_pem(cert)
+    if credentials.wechat_platform_public_key and credentials.wechat_platform_public_key_id:
+        keys[credentials.wechat_platform_public_key_id] = credentials.wechat_platform_public_key
+    return keys
+
+
+def _umpay_config(merchant: Merchant) -> umpay.UmpayConfig:
+    credentials = _credentials(merchant)
+    return umpay.UmpayConfig(
+        acq_sp_id=merchant.provider.umpay_acq_sp_id,
+        acq_mer_id=merchant.umpay_acq_mer_id,
+        private_key=_reveal(credentials.umpay_private_key),
+        umpay_certificate=credentials.umpay_certificate,
+        base_url=settings.UMPAY_API_BASE,
+    )
+
+
+def _is_umpay(merchant: Merchant) -> bool:
+    return merchant.channel == Merchant.Channel.UMPAY
+
+
+def _timeouts(read: float) -> Timeouts:
+    return Timeouts(connect=settings.UPSTREAM_CONNECT_TIMEOUT, read=read)
+
+
+# --- calls -------------------------------------------------------------------------------------------------------
+
+
+def fetch_authinfo(*, device: Device, rawdata: str) -> tuple[Authinfo | None, Answer]:
+    store = device.store
+    merchant = store.merchant
+    if _is_umpay(merchant):
+        result = umpay.wxface(
+            _umpay_config(merchant),
+            umpay.WxfaceRequest(raw_data=rawdata),
+            client=upstream_client,
+            timeouts=_timeouts(settings.UPSTREAM_READ_TIMEOUT),
+        )
+        answer = _answer(result)
+        if result.outcome is not Outcome.SUCCESS:
+            return None, answer
+        return Authinfo(
+            result.authinfo, result.expires_in or 3600, result.appid, result.mch_id, "", result.sub_mch_id
+        ), answer
+    config = _wechat_config(merchant)
+    result = wechatpay_v2.get_wxpayface_authinfo(
+        config,
+        wechatpay_v2.FaceAuthinfoRequest(
+            store_id=store.store_id, store_name=store.name, device_id=device.device_id, rawdata=rawdata
+        ),
+        client=upstream_client,
+        timeouts=_timeouts(settings.UPSTREAM_READ_TIMEOUT),
+    )
+    answer = _answer(result)
+    if result.outcome is not Outcome.SUCCESS:
+        return None, answer
+    return Authinfo(
+        result.authinfo, result.expires_in or 3600, config.appid, config.mch_id, config.sub_appid, config.sub_mch_id
+    ), answer
+
+
+def charge(*, payment, auth_code: str) -> Answer:
+    """Send the payment (micropay). SUCCESS paid; REJECTED not charged; UNKNOWN / TRANSIENT: find out by querying."""
+    merchant = payment.merchant
+    read = settings.PAYMENT_CALL_TIMEOUT
+    if _is_umpay(merchant):
+        result = umpay.micropay(
+            _umpay_config(merchant),
+            umpay.MicropayRequest(
+                order_no=payment.out_trade_no,
+                txn_amt=payment.total_fee,
+                auth_code=auth_code,
+                goods_id=(payment.store.store_id or "goods")[:16],
+                goods_info=payment.body,
+                order_type=umpay.OrderType(payment.wallet.lower()),
+                order_time=datetime.strptime(payment.order_time, "%Y%m%d%H%M%S").replace(tzinfo=umpay.CHINA_TZ),
+                back_url=settings.PUBLIC_BASE_URL.rstrip("/") + "/notify/umpay/",
+                mer_priv=payment.attach,
+                is_face_pay=payment.method == "FACE",
+            ),
+            client=upstream_client,
+            timeouts=_timeouts(read),
+        )
+        return _answer(result, transaction_id=result.transaction_id, wallet_transaction_id=result.dep_bank_seq)
+    result = wechatpay_v2.micropay(
+        _wechat_config(merchant),
+        wechatpay_v2.MicropayRequest(
+            out_trade_no=payment.out_trade_no,
+            total_fee=payment.total_fee,
+            body=payment.body,
+            auth_code=auth_code,
+            spbill_create_ip=settings.PAYMENT_CREATE_IP,
+            device_info=payment.device.device_id if payment.device_id else "",
+            attach=payment.attach,
+        ),
+        client=upstream_client,
+        timeouts=_timeouts(read),
+    )
+    return _answer(result, transaction_id=result.transaction_id, openid=result.openid)
+
+
+def query(*, payment) -> Answer:
+    """SUCCESS paid; REJECTED definitely not paid; UNKNOWN still open; TRANSIENT the query itself failed."""
+    merchant = payment.merchant
+    timeouts = _timeouts(settings.UPSTREAM_READ_TIMEOUT)
+    if _is_umpay(merchant):
+        result = umpay.query_order(
+            _umpay_config(merchant), order_no=payment.out_trade_no, client=upstream_client, timeouts=timeouts
+        )
+        return _answer(result, transaction_id=result.transaction_id)
+    result = wechatpay_v2.orderquery(
+        _wechat_config(merchant),
+        wechatpay_v2.OrderQueryRequest(transaction_id=payment.transaction_id, out_trade_no=payment.out_trade_no),
+        client=upstream_client,
+        timeouts=timeouts,
+    )
+    code = result.trade_state or result.code
+    return Answer(
+        **{**_answer(result, transaction_id=result.transaction_id, openid=result.openid).__dict__, "code": code}
+    )
+
+
+def reverse(*, payment) -> Answer:
+    """SUCCESS reversed; TRANSIENT call again (recall=Y); REJECTED a person must look; UNKNOWN answer lost."""
+    merchant = payment.merchant
+    timeouts = _timeouts(settings.UPSTREAM_READ_TIMEOUT)
+    if _is_umpay(merchant):
+        result = umpay.cancel_order(
+            _umpay_config(merchant), order_no=payment.out_trade_no, client=upstream_client, timeouts=timeouts
+        )
+        return _answer(result)
+    result = wechatpay_v2.reverse(
+        _wechat_config(merchant),
+        wechatpay_v2.ReverseRequest(transaction_id=payment.transaction_id, out_trade_no=payment.out_trade_no),
+        client=upstream_client,
+        timeouts=timeouts,
+    )
+    return _answer(result, recall=result.recall)
+
+
+def refund_submit(*, refund) -> Answer:
+    """SUCCESS accepted (confirm with refund_query); REJECTED refused; UNKNOWN / TRANSIENT retry same number."""
+    payment = refund.payment
+    merchant = payment.merchant
+    timeouts = _timeouts(settings.UPSTREAM_READ_TIMEOUT)
+    if _is_umpay(merchant):
+        result = umpay.refund(
+            _umpay_config(merchant),
+            umpay.RefundRequest(
+                order_no=refund.out_refund_no,
+                orig_order_no=payment.out_trade_no,
+                orig_txn_amt=payment.total_fee,
+                txn_amt=refund.refund_fee,
+                order_time=datetime.strptime(refund.order_time, "%Y%m%d%H%M%S").replace(tzinfo=umpay.CHINA_TZ),
+            ),
+            client=upstream_client,
+            timeouts=timeouts,
+        )
+        return _answer(result, refund_id=result.transaction_id)
+    result = wechatpay_v2.refund(
+        _wechat_config(merchant),
+        wechatpay_v2.RefundRequest(
+            out_refund_no=refund.out_refund_no,
+            total_fee=payment.total_fee,
+            refund_fee=refund.refund_fee,
+            transaction_id=payment.transaction_id,
+            out_trade_no=payment.out_trade_no,
+            refund_desc=refund.reason,
+        ),
+        client=upstream_client,
+        timeouts=timeouts,
+    )
+    return _answer(result, refund_id=result.refund_id)
+
+
+def refund_query(*, refund) -> Answer:
+    """SUCCESS refunded; REJECTED failed (nothing refunded); UNKNOWN still processing; TRANSIENT query failed."""
+    payment = refund.payment
+    merchant = payment.merchant
+    timeouts = _timeouts(settings.UPSTREAM_READ_TIMEOUT)
+    if _is_umpay(merchant):
+        result = umpay.refund_query(
+            _umpay_config(merchant), order_no=refund.out_refund_no, client=upstream_client, timeouts=timeouts
+        )
+        return _answer(result, refund_id=result.transaction_id)
+    result = wechatpay_v2.refundquery(
+        _wechat_config(merchant),
+        wechatpay_v2.RefundQueryRequest(out_refund_no=refund.out_refund_no),
+        client=upstream_client,
+        timeouts=timeouts,
+    )
+    answer = _answer(result)
+    return Answer(**{**answer.__dict__, "code": result.refund_status or result.code})

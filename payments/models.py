@@ -1,0 +1,201 @@
+"""Face-pay and payment-code orders, their refunds, the append-only event log, and raw upstream notifications.
+
+Money is integer fen everywhere (BigIntegerField). Every state change goes through `payments.services` under a row
+lock and writes an event (DESIGN §5).
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+
+from portal.models import Device, Merchant, Store
+
+
+class PaymentStatus(models.TextChoices):
+    PAYING = "PAYING", "Paying (outcome not yet definite)"
+    SUCCESS = "SUCCESS", "Paid"
+    FAILED = "FAILED", "Failed (not charged)"
+    REVERSING = "REVERSING", "Reversing"
+    REVERSED = "REVERSED", "Reversed"
+    PARTIALLY_REFUNDED = "PARTIALLY_REFUNDED", "Partially refunded"
+    REFUNDED = "REFUNDED", "Refunded"
+    ATTENTION = "ATTENTION", "Needs attention"
+
+
+FINAL_PAYMENT_STATUSES = (PaymentStatus.FAILED, PaymentStatus.REVERSED, PaymentStatus.REFUNDED)
+
+
+class Payment(models.Model):
+    class Method(models.TextChoices):
+        FACE = "FACE", "Face (face_code)"
+        CODE = "CODE", "Payment code (付款码)"
+
+    class Wallet(models.TextChoices):
+        WECHAT = "WECHAT", "WeChat Pay"
+        ALIPAY = "ALIPAY", "Alipay"
+        UNIONPAY = "UNIONPAY", "UnionPay"
+
+    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="payments")
+    store = models.ForeignKey(Store, on_delete=models.PROTECT, related_name="payments")
+    device = models.ForeignKey(Device, null=True, blank=True, on_delete=models.PROTECT, related_name="payments")
+    channel = models.CharField(
+        max_length=16, choices=Merchant.Channel.choices, help_text="The merchant's channel when the order was made."
+    )
+    method = models.CharField(max_length=8, choices=Method.choices)
+    wallet = models.CharField(
+        max_length=10,
+        choices=Wallet.choices,
+        default=Wallet.WECHAT,
+        help_text="Whose payment code it was (UMF orderType).",
+    )
+    out_trade_no = models.CharField(max_length=32, help_text="out_trade_no (WeChat) / orderNo (UMF).")
+    total_fee = models.BigIntegerField(help_text="Amount in fen: total_fee (WeChat) / txnAmt (UMF).")
+    body = models.CharField(max_length=128, help_text="body (WeChat) / goodsInfo (UMF).")
+    attach = models.CharField(max_length=127, blank=True)
+    openid = models.CharField(max_length=128, blank=True)
+    auth_code_hint = models.CharField(max_length=12, blank=True, help_text="First digits of the code, for support.")
+    request_fingerprint = models.CharField(
+        max_length=64, help_text="SHA-256 of the order's content, to tell a retry from a conflicting reuse."
+    )
+    status = models.CharField(max_length=20, choices=PaymentStatus.choices, default=PaymentStatus.PAYING)
+    err_code = models.CharField(max_length=64, blank=True)
+    err_message = models.CharField(max_length=255, blank=True)
+    transaction_id = models.CharField(
+        max_length=64, blank=True, help_text="Upstream order id: transaction_id (WeChat) / transactionId (UMF)."
+    )
+    wallet_transaction_id = models.CharField(
+        max_length=64, blank=True, help_text="UMF depBankSeq: the wallet's own transaction id."
+    )
+    order_time = models.CharField(
+        max_length=14, blank=True, help_text="yyyyMMddHHmmss (China time) sent as UMF orderTime."
+    )
+    refunded_fee = models.BigIntegerField(default=0, help_text="Sum of successful refunds, fen.")
+    reserved_refund_fee = models.BigIntegerField(
+        default=0, help_text="Sum of refunds not yet failed (pending + done), fen; never exceeds total_fee."
+    )
+    # Resolution bookkeeping (DESIGN §5 rules 3-5).
+    submitted_at = models.DateTimeField(null=True, blank=True, help_text="When the payment call was sent.")
+    next_check_at = models.DateTimeField(
+        null=True, blank=True, db_index=True, help_text="When a worker must look at this order next; null = settled."
+    )
+    query_count = models.PositiveIntegerField(default=0)
+    reverse_count = models.PositiveIntegerField(default=0)
+    paid_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["merchant", "out_trade_no"], name="payment_unique_out_trade_no"),
+            models.CheckConstraint(name="payment_total_fee_positive", condition=Q(total_fee__gt=0)),
+            models.CheckConstraint(
+                name="payment_refunds_within_total",
+                condition=Q(reserved_refund_fee__lte=F("total_fee"))
+                & Q(refunded_fee__lte=F("reserved_refund_fee"))
+                & Q(refunded_fee__gte=0),
+            ),
+            models.CheckConstraint(
+                name="payment_out_trade_no_charset", condition=Q(out_trade_no__regex=r"^[0-9A-Za-z_\-|*]{1,32}$")
+            ),
+            models.UniqueConstraint(
+                fields=["channel", "transaction_id"],
+                condition=~Q(transaction_id=""),
+                name="payment_unique_transaction_id",
+            ),
+        ]
+        indexes = [models.Index(fields=["merchant", "status", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.out_trade_no} {self.total_fee} {self.status}"
+
+
+class Refund(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "PENDING", "Recorded, not sent"
+        PROCESSING = "PROCESSING", "Accepted upstream, not done"
+        SUCCESS = "SUCCESS", "Refunded"
+        FAILED = "FAILED", "Failed (nothing refunded)"
+        ATTENTION = "ATTENTION", "Needs attention"
+
+    class Kind(models.TextChoices):
+        REVERSE = "REVERSE", "Reverse (撤销)"
+        REFUND = "REFUND", "Refund API (退款)"
+
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="refunds")
+    out_refund_no = models.CharField(max_length=64, unique=True, help_text="out_refund_no (WeChat) / orderNo (UMF).")
+    refund_fee = models.BigIntegerField(help_text="fen")
+    reason = models.CharField(max_length=80, blank=True)
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
+    refund_id = models.CharField(max_length=64, blank=True, help_text="Upstream refund id.")
+    order_time = models.CharField(max_length=14, blank=True)
+    err_code = models.CharField(max_length=64, blank=True)
+    err_message = models.CharField(max_length=255, blank=True)
+    next_check_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    attempts = models.PositiveIntegerField(default=0)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [models.CheckConstraint(name="refund_fee_positive", condition=Q(refund_fee__gt=0))]
+
+    def __str__(self) -> str:
+        return f"{self.out_refund_no} {self.refund_fee} {self.status}"
+
+
+class PaymentEvent(models.Model):
+    """Append-only: what was sent upstream, what came back, and every state change, with who did it."""
+
+    class Actor(models.TextChoices):
+        TERMINAL = "TERMINAL", "Terminal"
+        WORKER = "WORKER", "Worker"
+        STAFF = "STAFF", "Staff"
+        NOTIFICATION = "NOTIFICATION", "Upstream notification"
+
+    payment = models.ForeignKey(Payment, on_delete=models.CASCADE, related_name="events")
+    refund = models.ForeignKey(Refund, null=True, blank=True, on_delete=models.CASCADE, related_name="events")
+    created_at = models.DateTimeField(auto_now_add=True)
+    action = models.CharField(max_length=32, help_text="created, micropay, orderquery, reverse, refund, state, …")
+    outcome = models.CharField(max_length=12, blank=True, help_text="SUCCESS / REJECTED / TRANSIENT / UNKNOWN")
+    from_status = models.CharField(max_length=20, blank=True)
+    to_status = models.CharField(max_length=20, blank=True)
+    code = models.CharField(max_length=64, blank=True)
+    message = models.CharField(max_length=255, blank=True)
+    request = models.JSONField(default=dict, blank=True, help_text="Redacted request fields.")
+    response = models.JSONField(default=dict, blank=True, help_text="Redacted response fields.")
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    actor = models.CharField(max_length=12, choices=Actor.choices)
+    actor_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.outcome} {self.from_status}->{self.to_status}"
+
+
+class UmpayNotification(models.Model):
+    """A UMF backUrl notification, stored raw before anything else (STYLE §7)."""
+
+    received_at = models.DateTimeField(auto_now_add=True)
+    body = models.TextField()
+    remote_addr = models.CharField(max_length=64, blank=True)
+    is_verified = models.BooleanField(default=False)
+    order_no = models.CharField(max_length=64, blank=True, db_index=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    result = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+
+    def __str__(self) -> str:
+        return f"UMF notification {self.order_no} {self.received_at:%Y-%m-%d %H:%M:%S}"

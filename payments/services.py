@@ -1,0 +1,661 @@
+"""Every write of the money path: create, submit, resolve (query → reverse), cancel, refund, notifications.
+
+Pattern for every upstream call (STYLE §5, DESIGN §5):
+1. under the row lock, check the state and record the intent (counters, a lease in `next_check_at` so the sweeper
+   leaves the order alone while the call is in flight), commit;
+2. call upstream without holding a transaction (a 10 s call must not block the database);
+3. under the row lock again, record the answer as an event and apply it only if the state still allows.
+If the process dies between 1 and 3, the lease expires and the sweeper drives the order on: the next step is always
+a query or an idempotent retry, never a second charge.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.cache import cache
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from payments import channels
+from payments.channels import Answer
+from payments.gateways.base import Outcome
+from payments.gateways.umpay import CHINA_TZ
+from payments.models import Payment, PaymentEvent, PaymentStatus, Refund
+from portal.errors import Conflict, InvalidInput, InvalidState, UpstreamUnavailable
+from portal.models import Device, Merchant
+from portal.services import audit_record
+
+S = PaymentStatus
+Actor = PaymentEvent.Actor
+
+OUT_TRADE_NO = re.compile(r"^[0-9A-Za-z_\-|*]{1,32}$")
+WECHAT_CODE = re.compile(r"^1[0-5]\d{16}$")  # 18 digits starting 10-15
+ALIPAY_CODE = re.compile(r"^(2[5-9]|30)\d{14,22}$")  # 16-24 digits starting 25-30
+UNIONPAY_CODE = re.compile(r"^62\d{17}$")  # 19 digits starting 62
+FACE_CODE = re.compile(r"^[0-9A-Za-z_\-]{1,128}$")  # WeChat face_code: opaque, passed to micropay as auth_code
+
+# Which status may follow which. ATTENTION is where a person takes over; they may settle it either way.
+TRANSITIONS: dict[str, set[str]] = {
+    S.PAYING: {S.SUCCESS, S.FAILED, S.REVERSING, S.ATTENTION},
+    S.SUCCESS: {S.REVERSING, S.REVERSED, S.PARTIALLY_REFUNDED, S.REFUNDED, S.ATTENTION},
+    S.REVERSING: {S.REVERSED, S.FAILED, S.ATTENTION},
+    S.PARTIALLY_REFUNDED: {S.REFUNDED, S.ATTENTION},
+    S.ATTENTION: {S.SUCCESS, S.FAILED, S.REVERSED, S.REFUNDED, S.PARTIALLY_REFUNDED, S.REVERSING},
+    S.FAILED: set(),
+    S.REVERSED: set(),
+    S.REFUNDED: set(),
+}
+
+
+def _now() -> datetime:
+    return timezone.now()
+
+
+def china_timestamp(moment: datetime) -> str:
+    return moment.astimezone(CHINA_TZ).strftime("%Y%m%d%H%M%S")
+
+
+def _seconds(value: float) -> timedelta:
+    return timedelta(seconds=value)
+
+
+# --- events and transitions ----------------------------------------------------------------------------------------
+
+
+def _event(
+    payment: Payment,
+    action: str,
+    *,
+    actor: str,
+    answer: Answer | None = None,
+    from_status: str = "",
+    to_status: str = "",
+    refund: Refund | None = None,
+    user: AbstractBaseUser | None = None,
+    message: str = "",
+) -> PaymentEvent:
+    return PaymentEvent.objects.create(
+        payment=payment,
+        refund=refund,
+        action=action,
+        outcome=answer.outcome.value if answer else "",
+        code=(answer.code if answer else "")[:64],
+        message=(message or (answer.message if answer else ""))[:255],
+        request=answer.request if answer else {},
+        response=answer.response if answer else {},
+        latency_ms=answer.latency_ms if answer else None,
+        from_status=from_status,
+        to_status=to_status,
+        actor=actor,
+        actor_user=user,
+    )
+
+
+def _transition(
+    payment: Payment, to: str, *, actor: str, user: AbstractBaseUser | None = None, message: str = ""
+) -> None:
+    """Change status (caller holds the row lock and saves). Refuses transitions the state machine does not allow."""
+    if to == payment.status:
+        return
+    if to not in TRANSITIONS[payment.status]:
+        raise InvalidState(f"A {payment.status} payment cannot become {to}.", code="INVALID_TRANSITION")
+    _event(payment, "state", actor=actor, from_status=payment.status, to_status=to, user=user, message=message)
+    payment.status = to
+
+
+def _locked(payment_id: int) -> Payment:
+    return (
+        Payment.objects.select_for_update().select_related("merchant__provider", "store", "device").get(pk=payment_id)
+    )
+
+
+# --- creating and submitting a payment ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PaymentInput:
+    total_fee: int
+    body: str
+    auth_code: str
+    method: str
+    out_trade_no: str = ""
+    openid: str = ""
+    attach: str = ""
+
+
+def detect_wallet(*, auth_code: str, method: str, channel: str) -> str:
+    """Which wallet a code belongs to, validated for the merchant's channel (seed 001 / 002 code patterns)."""
+    if method == Payment.Method.FACE and channel != Merchant.Channel.UMPAY:
+        if not FACE_CODE.match(auth_code):
+            raise InvalidInput(details={"auth_code": "A face_code is 1-128 letters, digits, '_' or '-'."})
+        return Payment.Wallet.WECHAT
+    if WECHAT_CODE.match(auth_code):
+        return Payment.Wallet.WECHAT
+    if method == Payment.Method.FACE:
+        # UMF charges face pay as an 18-digit WeChat payment code (face_code_type "1").
+        raise InvalidInput(
+            details={"auth_code": "Face pay through UMF needs the SDK's 18-digit code (face_code_type 1)."}
+        )
+    if channel == Merchant.Channel.UMPAY:
+        if ALIPAY_CODE.match(auth_code):
+            return Payment.Wallet.ALIPAY
+        if UNIONPAY_CODE.match(auth_code):
+            return Payment.Wallet.UNIONPAY
+        raise InvalidInput(details={"auth_code": "Not a WeChat, Alipay or UnionPay payment code."})
+    raise InvalidInput(details={"auth_code": "Not a WeChat payment code (18 digits starting 10-15)."})
+
+
+def _fingerprint(merchant_id: int, data: PaymentInput) -> str:
+    # The auth code is part of "same content": a retry carries the same code; a different code is another payment.
+    parts = [str(merchant_id), str(data.total_fee), data.body, data.auth_code, data.method, data.openid, data.attach]
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
+
+
+def new_out_trade_no(now: datetime | None = None) -> str:
+    return china_timestamp(now or _now()) + secrets.token_hex(6).upper()  # 14 + 12 = 26 chars
+
+
+def payment_create(*, device: Device, data: PaymentInput) -> tuple[Payment, bool]:
+    """Persist the order before anything is sent. Returns (payment, created).
+
+    The same out_trade_no with the same content returns the existing order (a terminal retry, no second charge);
+    with different content it is a conflict. Concurrent duplicates are settled by the unique constraint.
+    """
+    merchant = device.store.merchant
+    if isinstance(data.total_fee, bool) or not isinstance(data.total_fee, int) or data.total_fee <= 0:
+        raise InvalidInput(details={"total_fee": "A positive whole number of fen."})
+    out_trade_no = data.out_trade_no or new_out_trade_no()
+    if not OUT_TRADE_NO.match(out_trade_no):
+        raise InvalidInput(details={"out_trade_no": "1-32 characters of 0-9 A-Z a-z _ - | *."})
+    wallet = detect_wallet(auth_code=data.auth_code, method=data.method, channel=merchant.channel)
+    fingerprint = _fingerprint(merchant.pk, data)
+    now = _now()
+    try:
+        with transaction.atomic():
+            payment = Payment.objects.create(
+                merchant=merchant,
+                store=device.store,
+                device=device,
+                channel=merchant.channel,
+                method=data.method,
+                wallet=wallet,
+                out_trade_no=out_trade_no,
+                total_fee=data.total_fee,
+                body=data.body,
+                attach=data.attach,
+                openid=data.openid,
+                auth_code_hint=data.auth_code[:4],
+                request_fingerprint=fingerprint,
+                order_time=china_timestamp(now),
+                # Until the call is sent this is the point at which the sweeper treats the order as possibly sent.
+                next_check_at=now + _seconds(settings.PAYMENT_CALL_TIMEOUT + settings.PAYMENT_QUERY_FIRST_DELAY),
+            )
+            _event(payment, "created", actor=Actor.TERMINAL, to_status=S.PAYING)
+    except IntegrityError:
+        existing = Payment.objects.filter(merchant=merchant, out_trade_no=out_trade_no).first()
+        if existing is None:
+            raise
+        if existing.request_fingerprint != fingerprint:
+            raise Conflict(
+                "This out_trade_no was already used for a different payment.",
+                code="OUT_TRADE_NO_CONFLICT",
+                details={"out_trade_no": out_trade_no},
+            ) from None
+        return existing, False
+    return payment, True
+
+
+def payment_submit(*, payment: Payment, auth_code: str) -> Payment:
+    """Send the payment call once. Only the request that created the order calls this."""
+    with transaction.atomic():
+        payment = _locked(payment.pk)
+        if payment.status != S.PAYING or payment.submitted_at is not None:
+            return payment
+        now = _now()
+        payment.submitted_at = now
+        # Lease: if we die during the call, the sweeper queries after it (never re-sends the charge).
+        payment.next_check_at = now + _seconds(settings.PAYMENT_CALL_TIMEOUT + settings.PAYMENT_QUERY_FIRST_DELAY)
+        payment.save(update_fields=["submitted_at", "next_check_at", "updated_at"])
+
+    answer = channels.charge(payment=payment, auth_code=auth_code)
+
+    with transaction.atomic():
+        payment = _locked(payment.pk)
+        _event(payment, "micropay", actor=Actor.TERMINAL, answer=answer)
+        if payment.status != S.PAYING:
+            return payment  # cancelled meanwhile: the reverse path owns it now
+        now = _now()
+        if answer.outcome is Outcome.SUCCESS:
+            _mark_paid(payment, answer, actor=Actor.TERMINAL, now=now)
+        elif answer.outcome is Outcome.REJECTED:
+            payment.err_code, payment.err_message = answer.code, answer.message
+            payment.next_check_at = None
+            _transition(payment, S.FAILED, actor=Actor.TERMINAL)
+        else:
+            # Unknown: the user may have been charged. SYSTEMERROR/BANKERROR → query now; USERPAYING → in ~5 s.
+            payment.err_code, payment.err_message = answer.code, answer.message
+            delay = 0 if answer.code in ("SYSTEMERROR", "BANKERROR") else settings.PAYMENT_QUERY_FIRST_DELAY
+            payment.next_check_at = now + _seconds(delay)
+        payment.save()
+    if payment.status == S.PAYING:
+        _schedule_resolution(payment)
+    return payment
+
+
+def _mark_paid(payment: Payment, answer: Answer, *, actor: str, now: datetime) -> None:
+    payment.transaction_id = answer.transaction_id or payment.transaction_id
+    payment.wallet_transaction_id = answer.wallet_transaction_id or payment.wallet_transaction_id
+    payment.openid = answer.openid or payment.openid
+    payment.err_code = payment.err_message = ""
+    payment.paid_at = payment.paid_at or now
+    payment.next_check_at = None
+    _transition(payment, S.SUCCESS, actor=actor)
+
+
+def _schedule_resolution(payment: Payment) -> None:
+    from payments.tasks import resolve_payment_task
+
+    countdown = max(0.0, (payment.next_check_at - _now()).total_seconds()) if payment.next_check_at else 0
+    transaction.on_commit(lambda: resolve_payment_task.apply_async(args=[payment.pk], countdown=countdown))
+
+
+# --- resolution: query, then reverse -------------------------------------------------------------------------------
+
+
+def _reverse_allowed_at(payment: Payment) -> datetime:
+    return (payment.submitted_at or payment.created_at) + _seconds(settings.PAYMENT_REVERSE_NOT_BEFORE)
+
+
+def _reverse_backoff(attempt: int) -> timedelta:
+    return _seconds(min(60.0, 5.0 * 2 ** max(0, attempt - 1)))
+
+
+def payment_resolve(*, payment_id: int, now: datetime | None = None) -> Payment:
+    """Drive an unsettled payment one step towards a definite outcome. Safe to call twice or concurrently."""
+    now = now or _now()
+    with transaction.atomic():
+        payment = _locked(payment_id)
+        if payment.next_check_at is None or payment.next_check_at > now:
+            return payment
+        if payment.status not in (S.PAYING, S.REVERSING):
+            payment.next_check_at = None
+            payment.save(update_fields=["next_check_at", "updated_at"])
+            return payment
+        if payment.submitted_at is None:
+            # The creating request died before (or while) sending: the call may have gone out. Find out.
+            payment.submitted_at = payment.created_at
+        started = payment.submitted_at
+        if payment.status == S.PAYING and now >= started + _seconds(settings.PAYMENT_QUERY_WINDOW):
+            _transition(payment, S.REVERSING, actor=Actor.WORKER, message="Still not paid after the query window.")
+        if payment.status == S.REVERSING:
+            if now < _reverse_allowed_at(payment):
+                payment.next_check_at = _reverse_allowed_at(payment)
+                payment.save()
+                return payment
+            if payment.channel == Merchant.Channel.UMPAY and payment.order_time[:8] != china_timestamp(now)[:8]:
+                # UMF cancels payment-code orders only on the day they were made.
+                payment.next_check_at = None
+                _transition(
+                    payment,
+                    S.ATTENTION,
+                    actor=Actor.WORKER,
+                    message="UMF can cancel only on the order's day; refund it if it was charged.",
+                )
+                payment.save()
+                return payment
+            action = "reverse"
+            payment.reverse_count += 1
+        else:
+            action = "query"
+            payment.query_count += 1
+        payment.next_check_at = now + _seconds(settings.UPSTREAM_READ_TIMEOUT + 5)  # lease for the call
+        payment.save()
+
+    answer = channels.reverse(payment=payment) if action == "reverse" else channels.query(payment=payment)
+    now = max(now, _now())
+
+    with transaction.atomic():
+        payment = _locked(payment_id)
+        _event(payment, "reverse" if action == "reverse" else "orderquery", actor=Actor.WORKER, answer=answer)
+        if action == "query":
+            _apply_query(payment, answer, now)
+        else:
+            _apply_reverse(payment, answer, now)
+        payment.save()
+    if payment.next_check_at is not None:
+        _schedule_resolution(payment)
+    return payment
+
+
+def _apply_query(payment: Payment, answer: Answer, now: datetime) -> None:
+    if payment.status != S.PAYING:
+        return
+    if answer.outcome is Outcome.SUCCESS:
+        _mark_paid(payment, answer, actor=Actor.WORKER, now=now)
+        return
+    if answer.outcome is Outcome.REJECTED and answer.code != "ORDERNOTEXIST":
+        # Closed, revoked or failed upstream: definitely not charged. (ORDERNOTEXIST right after a timed-out call
+        # may only mean WeChat has not recorded it yet, so it keeps the order open until the reverse settles it.)
+        payment.err_code, payment.err_message = answer.code, answer.message
+        payment.next_check_at = None
+        _transition(payment, S.FAILED, actor=Actor.WORKER)
+        return
+    started = payment.submitted_at or payment.created_at
+    if now + _seconds(settings.PAYMENT_QUERY_INTERVAL) <= started + _seconds(settings.PAYMENT_QUERY_WINDOW):
+        payment.next_check_at = now + _seconds(settings.PAYMENT_QUERY_INTERVAL)
+    else:
+        _transition(payment, S.REVERSING, actor=Actor.WORKER, message="Still not paid after the query window.")
+        payment.next_check_at = max(now, _reverse_allowed_at(payment))
+
+
+def _apply_reverse(payment: Payment, answer: Answer, now: datetime) -> None:
+    if payment.status != S.REVERSING:
+        return
+    if answer.outcome is Outcome.SUCCESS:
+        payment.next_check_at = None
+        _transition(payment, S.REVERSED, actor=Actor.WORKER)
+        return
+    if answer.outcome is Outcome.REJECTED:
+        payment.next_check_at = None
+        payment.err_code, payment.err_message = answer.code, answer.message
+        if answer.code == "ORDERNOTEXIST":
+            _transition(payment, S.FAILED, actor=Actor.WORKER, message="The payment never reached the channel.")
+        else:
+            _transition(
+                payment,
+                S.ATTENTION,
+                actor=Actor.WORKER,
+                message="The channel refused the reverse (recall=N or expired); a person must settle it.",
+            )
+        return
+    if payment.reverse_count >= settings.PAYMENT_REVERSE_MAX_ATTEMPTS:
+        payment.next_check_at = None
+        _transition(payment, S.ATTENTION, actor=Actor.WORKER, message="Reverse kept failing; a person must settle it.")
+        return
+    payment.next_check_at = now + _reverse_backoff(payment.reverse_count)
+
+
+def payment_cancel(*, payment: Payment, actor: str = Actor.TERMINAL, user: AbstractBaseUser | None = None) -> Payment:
+    """The user walked away (or staff reverses): reverse the payment, whatever its outcome so far."""
+    with transaction.atomic():
+        payment = _locked(payment.pk)
+        if payment.status in (S.REVERSING, S.REVERSED, S.FAILED):
+            return payment  # already cancelled or never charged: nothing to do, same answer again
+        if payment.status not in (S.PAYING, S.SUCCESS) or payment.reserved_refund_fee:
+            raise InvalidState(
+                f"A {payment.status} payment cannot be cancelled; refund it instead.", code="NOT_CANCELLABLE"
+            )
+        _transition(payment, S.REVERSING, actor=actor, user=user, message="Cancel requested.")
+        payment.next_check_at = max(_now(), _reverse_allowed_at(payment))
+        payment.save()
+        if user is not None:
+            audit_record(
+                actor=user, action="payment.reverse", obj=payment, details={"out_trade_no": payment.out_trade_no}
+            )
+        _schedule_resolution(payment)
+    return payment
+
+
+# --- waiting for an outcome (terminal API) -----------------------------------------------------------------------
+
+
+def payment_wait(*, payment: Payment, seconds: float) -> Payment:
+    """Re-read the order until it is no longer PAYING or `seconds` pass (the worker does the resolving)."""
+    deadline = time.monotonic() + max(0.0, seconds)
+    while payment.status == S.PAYING and time.monotonic() < deadline:
+        time.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
+        payment.refresh_from_db()
+    return payment
+
+
+# --- authinfo ------------------------------------------------------------------------------------------------------
+
+
+def authinfo_get(*, device: Device, rawdata: str) -> channels.Authinfo:
+    """The SDK call credential for this device. Reused within expires_in for the same device, parameters and
+    rawdata (seed 000/001 allow reuse); a new rawdata (the SDK was initialised again) fetches a new one."""
+    merchant = device.store.merchant
+    key_source = "|".join(
+        [
+            str(device.pk),
+            merchant.channel,
+            merchant.appid,
+            merchant.mch_id,
+            merchant.sub_appid,
+            merchant.sub_mch_id,
+            merchant.umpay_acq_mer_id,
+            device.store.store_id,
+            rawdata,
+        ]
+    )
+    key = "authinfo:" + hashlib.sha256(key_source.encode("utf-8")).hexdigest()
+    cached = cache.get(key)
+    if cached is not None:
+        return channels.Authinfo(**cached)
+    info, answer = channels.fetch_authinfo(device=device, rawdata=rawdata)
+    if info is None:
+        if answer.outcome is Outcome.REJECTED:
+            raise InvalidInput(
+                answer.message or "The channel refused the rawdata.",
+                code="AUTHINFO_REJECTED",
+                details={"upstream_code": answer.code},
+            )
+        raise UpstreamUnavailable(details={"upstream_code": answer.code})
+    ttl = max(0, info.expires_in - settings.AUTHINFO_CACHE_MARGIN_SECONDS)
+    if ttl:
+        cache.set(key, info.__dict__, ttl)
+    return info
+
+
+# --- refunds -------------------------------------------------------------------------------------------------------
+
+
+def _reverse_window_open(payment: Payment, now: datetime) -> bool:
+    if payment.channel == Merchant.Channel.UMPAY:
+        return payment.order_time[:8] == china_timestamp(now)[:8]
+    paid = payment.paid_at or payment.created_at
+    return now - paid <= timedelta(days=settings.PAYMENT_REVERSE_WINDOW_DAYS)
+
+
+def refund_create(
+    *, payment: Payment, refund_fee: int, reason: str = "", user: AbstractBaseUser | None, actor_label: str = ""
+) -> Refund:
+    """Reserve the amount under the payment's row lock, so concurrent refunds can never exceed what was paid."""
+    if isinstance(refund_fee, bool) or not isinstance(refund_fee, int) or refund_fee <= 0:
+        raise InvalidInput(details={"refund_fee": "A positive whole number of fen."})
+    if len(reason) > 80:
+        raise InvalidInput(details={"reason": "At most 80 characters."})
+    now = _now()
+    with transaction.atomic():
+        payment = _locked(payment.pk)
+        if payment.status not in (S.SUCCESS, S.PARTIALLY_REFUNDED):
+            raise InvalidState(
+                f"Only paid payments can be refunded (this one is {payment.status}).", code="NOT_REFUNDABLE"
+            )
+        available = payment.total_fee - payment.reserved_refund_fee
+        if refund_fee > available:
+            raise InvalidInput(
+                "The refund is larger than what is left to refund.",
+                code="REFUND_EXCEEDS_PAYMENT",
+                details={"refund_fee": f"At most {available} fen can still be refunded."},
+            )
+        # A full, first refund inside the reverse window is a reverse (撤销): no refund fee, immediate.
+        whole = refund_fee == payment.total_fee and payment.reserved_refund_fee == 0
+        kind = Refund.Kind.REVERSE if whole and _reverse_window_open(payment, now) else Refund.Kind.REFUND
+        sequence = payment.refunds.count() + 1
+        payment.reserved_refund_fee += refund_fee
+        payment.save(update_fields=["reserved_refund_fee", "updated_at"])
+        refund = Refund.objects.create(
+            payment=payment,
+            out_refund_no=f"{payment.out_trade_no}R{sequence:02d}",
+            refund_fee=refund_fee,
+            reason=reason,
+            kind=kind,
+            order_time=china_timestamp(now),
+            next_check_at=now,
+            created_by=user,
+        )
+        _event(
+            payment,
+            "refund.created",
+            actor=Actor.STAFF if user or actor_label else Actor.WORKER,
+            refund=refund,
+            user=user,
+            message=f"{kind} {refund_fee} fen: {reason}"[:255],
+        )
+        audit_record(
+            actor=user,
+            actor_label=actor_label or None,
+            action="payment.refund",
+            obj=payment,
+            details={
+                "out_trade_no": payment.out_trade_no,
+                "out_refund_no": refund.out_refund_no,
+                "refund_fee": refund_fee,
+                "kind": kind,
+                "reason": reason,
+            },
+        )
+        _schedule_refund(refund)
+    return refund
+
+
+def _schedule_refund(refund: Refund) -> None:
+    from payments.tasks import process_refund_task
+
+    countdown = max(0.0, (refund.next_check_at - _now()).total_seconds()) if refund.next_check_at else 0
+    transaction.on_commit(lambda: process_refund_task.apply_async(args=[refund.pk], countdown=countdown))
+
+
+def _locked_refund(refund_id: int) -> tuple[Payment, Refund]:
+    # Lock order: payment first, then refund (every path that takes both does the same).
+    payment_id = Refund.objects.values_list("payment_id", flat=True).get(pk=refund_id)
+    payment = _locked(payment_id)
+    refund = Refund.objects.select_for_update().get(pk=refund_id)
+    refund.payment = payment
+    return payment, refund
+
+
+def refund_process(*, refund_id: int, now: datetime | None = None) -> Refund:
+    """Drive a refund one step: send it, or confirm it. Safe to call twice or concurrently."""
+    now = now or _now()
+    with transaction.atomic():
+        payment, refund = _locked_refund(refund_id)
+        if refund.next_check_at is None or refund.next_check_at > now:
+            return refund
+        if refund.status not in (Refund.Status.PENDING, Refund.Status.PROCESSING):
+            refund.next_check_at = None
+            refund.save(update_fields=["next_check_at", "updated_at"])
+            return refund
+        if refund.kind == Refund.Kind.REVERSE:
+            action = "reverse"
+        else:
+            action = "refund" if refund.status == Refund.Status.PENDING else "refundquery"
+        refund.attempts += 1
+        refund.next_check_at = now + _seconds(settings.UPSTREAM_READ_TIMEOUT + 5)
+        refund.save()
+
+    if action == "reverse":
+        answer = channels.reverse(payment=payment)
+    elif action == "refund":
+        answer = channels.refund_submit(refund=refund)
+    else:
+        answer = channels.refund_query(refund=refund)
+    now = max(now, _now())
+
+    with transaction.atomic():
+        payment, refund = _locked_refund(refund_id)
+        _event(payment, action, actor=Actor.WORKER, answer=answer, refund=refund)
+        if refund.status in (Refund.Status.PENDING, Refund.Status.PROCESSING):
+            {"reverse": _apply_refund_reverse, "refund": _apply_refund_submit, "refundquery": _apply_refund_query}[
+                action
+            ](payment, refund, answer, now)
+        payment.save()
+        refund.save()
+    if refund.next_check_at is not None:
+        _schedule_refund(refund)
+    return refund
+
+
+def _retry_or_attention(refund: Refund, answer: Answer, now: datetime) -> None:
+    if refund.attempts >= settings.REFUND_MAX_ATTEMPTS:
+        refund.status, refund.next_check_at = Refund.Status.ATTENTION, None
+        refund.err_code, refund.err_message = answer.code, "Gave up retrying; a person must check the channel."
+    else:
+        refund.next_check_at = now + _seconds(min(600.0, 5.0 * 2 ** min(refund.attempts, 7)))
+
+
+def _refund_done(payment: Payment, refund: Refund) -> None:
+    refund.status, refund.next_check_at = Refund.Status.SUCCESS, None
+    payment.refunded_fee += refund.refund_fee
+    target = S.REFUNDED if payment.refunded_fee == payment.total_fee else S.PARTIALLY_REFUNDED
+    _transition(payment, target, actor=Actor.WORKER)
+
+
+def _refund_failed(payment: Payment, refund: Refund, answer: Answer) -> None:
+    refund.status, refund.next_check_at = Refund.Status.FAILED, None
+    refund.err_code, refund.err_message = answer.code, answer.message
+    payment.reserved_refund_fee -= refund.refund_fee  # release: nothing was refunded
+
+
+def _apply_refund_reverse(payment: Payment, refund: Refund, answer: Answer, now: datetime) -> None:
+    if answer.outcome is Outcome.SUCCESS:
+        refund.status, refund.next_check_at = Refund.Status.SUCCESS, None
+        payment.refunded_fee = payment.total_fee
+        payment.next_check_at = None
+        _transition(payment, S.REVERSED, actor=Actor.WORKER, message="Reversed for a full refund.")
+    elif answer.outcome is Outcome.REJECTED:
+        # Reverse refused (e.g. REVERSE_EXPIRE): the refund API does the same job.
+        refund.kind, refund.next_check_at = Refund.Kind.REFUND, now
+        refund.err_code, refund.err_message = answer.code, answer.message
+    else:
+        _retry_or_attention(refund, answer, now)
+
+
+def _apply_refund_submit(payment: Payment, refund: Refund, answer: Answer, now: datetime) -> None:
+    if answer.outcome is Outcome.SUCCESS:
+        refund.status = Refund.Status.PROCESSING  # accepted, not done: confirm with the query
+        refund.refund_id = answer.refund_id or refund.refund_id
+        refund.next_check_at = now + _seconds(settings.PAYMENT_QUERY_INTERVAL)
+    elif answer.outcome is Outcome.REJECTED:
+        _refund_failed(payment, refund, answer)
+    else:
+        _retry_or_attention(refund, answer, now)  # resend later with the same out_refund_no
+
+
+def _apply_refund_query(payment: Payment, refund: Refund, answer: Answer, now: datetime) -> None:
+    if answer.outcome is Outcome.SUCCESS:
+        _refund_done(payment, refund)
+    elif answer.outcome is Outcome.REJECTED:
+        if answer.code in ("REFUNDNOTEXIST",):
+            refund.status, refund.next_check_at = Refund.Status.PENDING, now  # resend with the same number
+        elif answer.code == "CHANGE":
+            refund.status, refund.next_check_at = Refund.Status.ATTENTION, None
+            refund.err_code, refund.err_message = answer.code, "The refund bounced (CHANGE); settle it by hand."
+        else:
+            _refund_failed(payment, refund, answer)
+    else:
+        _retry_or_attention(refund, answer, now)
+
+
+# --- the sweeper ---------------------------------------------------------------------------------------------------
+
+
+def due_work(*, now: datetime | None = None, limit: int = 500) -> tuple[list[int], list[int]]:
+    """Ids of payments and refunds whose next check is overdue (lost task, killed worker, expired lease)."""
+    now = now or _now()
+    payments = list(
+        Payment.objects.filter(next_check_at__lte=now).order_by("next_check_at").values_list("pk", flat=True)[:limit]
+    )
+    refunds = list(
+        Refund.objects.filter(next_check_at__lte=now).order_by("next_check_at").values_list("pk", flat=True)[:limit]
+    )
+    return payments, refunds
