@@ -34,7 +34,9 @@ def _reject(record: UmpayNotification, status: int, reason: str) -> JsonResponse
 def umpay_notification(request: HttpRequest) -> JsonResponse:
     # Raw first, in its own transaction, so even a notification we cannot process is kept for support.
     record = UmpayNotification.objects.create(
-        body=request.body.decode("utf-8", "replace")[:20000], remote_addr=request.META.get("REMOTE_ADDR", "")
+        # Kept as text for support; NUL cannot be stored in PostgreSQL text, so it is replaced.
+        body=request.body.decode("utf-8", "replace").replace("\x00", "\ufffd")[:20000],
+        remote_addr=request.META.get("REMOTE_ADDR", ""),
     )
     try:
         fields = umpay.parse_notification_form(request.body)

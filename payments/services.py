@@ -113,7 +113,10 @@ def _transition(
 
 def _locked(payment_id: int) -> Payment:
     return (
-        Payment.objects.select_for_update().select_related("merchant__provider", "store", "device").get(pk=payment_id)
+        # Lock the payment row only: PostgreSQL refuses FOR UPDATE across the nullable joins.
+        Payment.objects.select_for_update(of=("self",))
+        .select_related("merchant__provider", "store", "device")
+        .get(pk=payment_id)
     )
 
 
@@ -408,9 +411,10 @@ def payment_cancel(*, payment: Payment, actor: str = Actor.TERMINAL, user: Abstr
 
 
 def payment_wait(*, payment: Payment, seconds: float) -> Payment:
-    """Re-read the order until it is no longer PAYING or `seconds` pass (the worker does the resolving)."""
+    """Re-read the order until its outcome is settled (not PAYING / REVERSING) or `seconds` pass; the worker does
+    the resolving."""
     deadline = time.monotonic() + max(0.0, seconds)
-    while payment.status == S.PAYING and time.monotonic() < deadline:
+    while payment.status in (S.PAYING, S.REVERSING) and time.monotonic() < deadline:
         time.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
         payment.refresh_from_db()
     return payment

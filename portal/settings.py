@@ -7,7 +7,7 @@ laptop with SQLite and no servers; production (DJANGO_ENV=production) refuses to
 from pathlib import Path
 
 import environ
-from celery.schedules import crontab  # noqa: F401  (kept for beat entries added by later apps)
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -186,6 +186,10 @@ CELERY_BEAT_SCHEDULE = {
     # Re-drives every payment and refund whose next check is overdue: a lost task or a killed worker delays
     # resolution by at most this period, never loses it (DESIGN §5 rule 5).
     "sweep-payments": {"task": "payments.tasks.sweep", "schedule": 5.0},
+    "anonymise-stale-members": {
+        "task": "members.tasks.anonymise_stale_members",
+        "schedule": crontab(hour=3, minute=30),
+    },
     "prune-device-nonces": {
         "task": "portal.tasks.prune_device_nonces",
         "schedule": 300.0,
@@ -201,6 +205,12 @@ if SANDBOX_ENABLED in ("true", "1", "yes") and not DEBUG:
 SANDBOX_MOUNTED = SANDBOX_ENABLED in ("true", "1", "yes", "force")
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
 _sandbox_base = PUBLIC_BASE_URL.rstrip("/") + "/sandbox"
+if SANDBOX_MOUNTED:
+    # The sandbox's notifications (PayScore, UMF backUrl) go out with retries like the real services'.
+    CELERY_BEAT_SCHEDULE["sandbox-notifications"] = {
+        "task": "payments.sandbox.tasks.deliver_notifications",
+        "schedule": 5.0,
+    }
 _sandbox_on = SANDBOX_MOUNTED
 WECHATPAY_API_BASE = env.str(
     "WECHATPAY_API_BASE", default=f"{_sandbox_base}/wechatpay" if _sandbox_on else "https://api.mch.weixin.qq.com"
@@ -229,6 +239,14 @@ PAYMENT_REVERSE_WINDOW_DAYS = env.int("PAYMENT_REVERSE_WINDOW_DAYS", default=7) 
 REFUND_MAX_ATTEMPTS = env.int("REFUND_MAX_ATTEMPTS", default=40)
 PAYMENT_CREATE_IP = env.str("PAYMENT_CREATE_IP", default="127.0.0.1")  # spbill_create_ip sent to WeChat
 AUTHINFO_CACHE_MARGIN_SECONDS = env.int("AUTHINFO_CACHE_MARGIN_SECONDS", default=120)
+
+# --- Members (刷脸会员) ---
+MEMBER_RETENTION_DAYS = env.int("MEMBER_RETENTION_DAYS", default=365)  # unseen this long → personal data anonymised
+
+# --- Sandbox timing (seconds; see payments/sandbox/SCENARIOS.md) ---
+SANDBOX_SETTLE_SECONDS = env.float("SANDBOX_SETTLE_SECONDS", default=10)  # USERPAYING → paid/failed after this
+SANDBOX_REFUND_SECONDS = env.float("SANDBOX_REFUND_SECONDS", default=5)  # refund PROCESSING → SUCCESS after this
+SANDBOX_TIMEOUT_SLEEP_SECONDS = env.float("SANDBOX_TIMEOUT_SLEEP_SECONDS", default=15)  # > the 10 s read timeout
 
 LOGGING = {
     "version": 1,

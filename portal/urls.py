@@ -3,12 +3,14 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from members import urls as member_urls
 from payments import urls as payment_urls
 from portal import api, health, views
 
 terminal_v1 = [
     path("heartbeat", api.HeartbeatApi.as_view(), name="heartbeat"),
     *payment_urls.terminal_v1,
+    *member_urls.terminal_v1,
 ]
 
 console = [

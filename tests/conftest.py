@@ -10,21 +10,31 @@ from tests.factories import make_device
 def wsgi_transport():
     """httpx transport into this process's Django app: real HTTP semantics, same test database.
 
-    Like Django's test client, it keeps the request from closing the test's database connection (Django closes
-    "old" connections at request start/finish, which would end the test transaction).
+    Like Django's test client, each request runs with Django's "close old connections" hooks disconnected, which
+    would otherwise end the test's transaction. Requests nest (the product calling the sandbox inside a terminal
+    request), so the hooks come back only when the outermost request is done.
     """
     from django.core.signals import request_finished, request_started
     from django.db import close_old_connections
 
     from portal.wsgi import application
 
-    request_started.disconnect(close_old_connections)
-    request_finished.disconnect(close_old_connections)
-    try:
-        yield httpx.WSGITransport(app=application)
-    finally:
-        request_started.connect(close_old_connections)
-        request_finished.connect(close_old_connections)
+    depth = [0]
+
+    def app(environ, start_response):
+        if depth[0] == 0:
+            request_started.disconnect(close_old_connections)
+            request_finished.disconnect(close_old_connections)
+        depth[0] += 1
+        try:
+            return list(application(environ, start_response))
+        finally:
+            depth[0] -= 1
+            if depth[0] == 0:
+                request_started.connect(close_old_connections)
+                request_finished.connect(close_old_connections)
+
+    return httpx.WSGITransport(app=app)
 
 
 @pytest.fixture

@@ -80,8 +80,11 @@ def umpay_terminal(wsgi_transport):
 )
 def test_umpay_code_patterns(umpay_terminal, monkeypatch, code, method, expected):
     sent = []
-    monkeypatch.setattr(channels, "charge", lambda **kw: sent.append(kw) or channels.Answer(
-        outcome=channels.Outcome.REJECTED, code="TEST_STOP"))
+    monkeypatch.setattr(
+        channels,
+        "charge",
+        lambda **kw: sent.append(kw) or channels.Answer(outcome=channels.Outcome.REJECTED, code="TEST_STOP"),
+    )
     response = umpay_terminal.post("payments", {**GOOD, "auth_code": code, "method": method})
     if expected:
         assert response.status_code == 400
@@ -93,8 +96,9 @@ def test_umpay_code_patterns(umpay_terminal, monkeypatch, code, method, expected
 
 
 def test_umpay_wallet_is_detected_from_the_code(umpay_terminal, monkeypatch):
-    monkeypatch.setattr(channels, "charge", lambda **kw: channels.Answer(outcome=channels.Outcome.REJECTED,
-                                                                          code="TEST_STOP"))
+    monkeypatch.setattr(
+        channels, "charge", lambda **kw: channels.Answer(outcome=channels.Outcome.REJECTED, code="TEST_STOP")
+    )
     umpay_terminal.post("payments", {**GOOD, "auth_code": "6212345678901234567", "out_trade_no": "U1"})
     umpay_terminal.post("payments", {**GOOD, "auth_code": "284567890123456789", "out_trade_no": "U2"})
     assert dict(Payment.objects.values_list("out_trade_no", "wallet")) == {"U1": "UNIONPAY", "U2": "ALIPAY"}

@@ -3,6 +3,7 @@
 import secrets
 import string
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
@@ -63,6 +64,13 @@ class Command(BaseCommand):
                     values["umpay_private_key"] = umf_key
                 services.credentials_update(owner=owner, values=values, actor=None, actor_label="seed_demo")
 
+        if settings.SANDBOX_MOUNTED:
+            # The sandbox plays WeChat Pay and UMF: exchange keys with it as an operator would with the real ones.
+            from payments.sandbox.connect import sandbox_connect_merchant
+
+            for merchant in (direct, umf):
+                sandbox_connect_merchant(merchant)
+
         store, _ = Store.objects.get_or_create(
             merchant=direct,
             store_id="SZ-NS-001",
@@ -108,3 +116,9 @@ class Command(BaseCommand):
                 f"  Demo device {device.device_id} ({device.store.merchant.get_channel_display()}): "
                 f"secret {device.secret.reveal()}"
             )
+        self.stdout.write(
+            "  Try a payment:  .venv/bin/python manage.py terminal_simulate --device DEMO-DEVICE-01 --amount 1234\n"
+            "  A slow one:     .venv/bin/python manage.py terminal_simulate --device DEMO-DEVICE-01 "
+            "--scenario USERPAYING_THEN_SUCCESS\n"
+            "  Through UMF:    .venv/bin/python manage.py terminal_simulate --device DEMO-UMF-DEVICE-01 --amount 800"
+        )

@@ -1,0 +1,150 @@
+"""The sandbox's Python API: register merchants the way WeChat Pay / UMF onboarding would, preset scenarios, act as
+the PayScore user, deliver owed notifications, and read the ledger.
+
+Registration hands back what the real service would give a merchant (platform certificate and public key, UMF's
+certificate); the product stores those in its ChannelCredentials like real ones.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import httpx
+from cryptography.hazmat.primitives import serialization
+from django.db import transaction
+
+from payments.gateways.keys import certificate_serial, load_public_key
+from portal.credentials import generate_key_and_certificate
+
+from . import book, identity, outbox, payscore
+from .models import (
+    SandboxPayscoreOrder,
+    SandboxScenarioPreset,
+    SandboxUmpayIdentity,
+    SandboxUmpayProvider,
+    SandboxWechatMerchant,
+    SandboxWechatSubMerchant,
+)
+from .scenarios import parse
+
+
+def _public_key_pem(certificate_pem: str) -> str:
+    return (
+        load_public_key(certificate_pem)
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode("ascii")
+    )
+
+
+@transaction.atomic
+def sandbox_register_wechat_merchant(
+    *,
+    mch_id: str,
+    appid: str,
+    api_v2_key: str,
+    api_v3_key: str,
+    merchant_certificate_pem: str,
+    uses_public_key: bool = False,
+) -> SandboxWechatMerchant:
+    """Idempotent per mch_id: a second call updates keys and mode, the platform key pair stays.
+
+    `uses_public_key`: the merchant is in platform public-key mode, so v3 answers carry Wechatpay-Serial =
+    platform_public_key_id instead of the platform certificate serial (same key pair behind both).
+    """
+    serial = certificate_serial(merchant_certificate_pem)
+    merchant = SandboxWechatMerchant.objects.select_for_update().filter(mch_id=mch_id).first()
+    if merchant is None:
+        key_pem, cert_pem = generate_key_and_certificate(f"Sandbox WeChat Pay platform {mch_id}")
+        merchant = SandboxWechatMerchant(
+            mch_id=mch_id,
+            platform_private_key_pem=key_pem,
+            platform_certificate_pem=cert_pem,
+            platform_certificate_serial=certificate_serial(cert_pem),
+            platform_public_key_pem=_public_key_pem(cert_pem),
+            platform_public_key_id=identity.public_key_id(),
+        )
+    merchant.appid = appid
+    merchant.api_v2_key = api_v2_key
+    merchant.api_v3_key = api_v3_key
+    merchant.merchant_certificate_pem = merchant_certificate_pem
+    merchant.merchant_certificate_serial = serial
+    merchant.uses_public_key = uses_public_key
+    merchant.save()
+    return merchant
+
+
+def sandbox_register_sub_merchant(*, provider_mch_id: str, sub_mch_id: str) -> SandboxWechatSubMerchant:
+    provider = SandboxWechatMerchant.objects.get(mch_id=provider_mch_id)
+    sub, _ = SandboxWechatSubMerchant.objects.get_or_create(provider=provider, sub_mch_id=sub_mch_id)
+    return sub
+
+
+@transaction.atomic
+def _umpay_identity() -> SandboxUmpayIdentity:
+    identity_row = SandboxUmpayIdentity.objects.select_for_update().order_by("pk").first()
+    if identity_row is None:
+        key_pem, cert_pem = generate_key_and_certificate("Sandbox UMF")
+        identity_row = SandboxUmpayIdentity.objects.create(private_key_pem=key_pem, certificate_pem=cert_pem)
+    return identity_row
+
+
+def sandbox_umpay_certificate_pem() -> str:
+    """UMF's certificate (the product stores it as `umpay_certificate`)."""
+    return _umpay_identity().certificate_pem
+
+
+@transaction.atomic
+def sandbox_register_umpay_provider(
+    *, acq_sp_id: str, merchant_public_pem_or_cert: str, acq_mer_ids: list[str]
+) -> SandboxUmpayProvider:
+    """Idempotent per acqSpId (replaces the key and the merchant list). UMF's key pair is generated once for the
+    whole sandbox; read it with `sandbox_umpay_certificate_pem()` or `provider.umpay_certificate_pem`."""
+    load_public_key(merchant_public_pem_or_cert)  # refuse an unusable key now, not at the first request
+    _umpay_identity()
+    provider, _ = SandboxUmpayProvider.objects.update_or_create(
+        acq_sp_id=acq_sp_id,
+        defaults={"merchant_public_pem": merchant_public_pem_or_cert, "acq_mer_ids": list(acq_mer_ids)},
+    )
+    return provider
+
+
+def sandbox_preset_scenario(*, out_trade_no: str, scenario: str) -> None:
+    """Choose the scenario for an order number before the product sends it (WeChat out_trade_no, UMF orderNo or
+    PayScore out_order_no). The request header still wins."""
+    SandboxScenarioPreset.objects.update_or_create(order_no=out_trade_no, defaults={"scenario": parse(scenario).value})
+
+
+def preset_for(order_no: str) -> str | None:
+    preset = SandboxScenarioPreset.objects.filter(order_no=order_no).first()
+    return preset.scenario if preset else None
+
+
+def sandbox_payscore_user_confirm(out_order_no: str, *, mchid: str | None = None) -> SandboxPayscoreOrder:
+    """The user confirms the service order: CREATED → DOING/USER_CONFIRM, PAYSCORE.USER_CONFIRM owed."""
+    with transaction.atomic():
+        return payscore.user_confirm(_payscore_order(out_order_no, mchid))
+
+
+def sandbox_payscore_user_pay(out_order_no: str, *, mchid: str | None = None) -> SandboxPayscoreOrder:
+    """WeChat collects the completed amount: → DONE, collection USER_PAID, PAYSCORE.USER_PAID owed."""
+    with transaction.atomic():
+        return payscore.user_pay(_payscore_order(out_order_no, mchid))
+
+
+def _payscore_order(out_order_no: str, mchid: str | None) -> SandboxPayscoreOrder:
+    orders = SandboxPayscoreOrder.objects.select_for_update().filter(out_order_no=out_order_no)
+    if mchid:
+        orders = orders.filter(mchid=mchid)
+    return orders.get()
+
+
+def sandbox_deliver_due_notifications(*, client: httpx.Client | None = None, now: datetime | None = None) -> int:
+    """Apply due transitions, then send due notifications; returns how many the receivers accepted."""
+    book.advance(now)
+    return outbox.deliver_due(client=client, now=now)
+
+
+def sandbox_ledger(now: datetime | None = None) -> dict[str, dict[str, Any]]:
+    """order number → {channel, charged, refunded, refund_pending, state}; amounts in fen. See book.ledger."""
+    return book.ledger(now)

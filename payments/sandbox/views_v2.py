@@ -1,0 +1,464 @@
+"""WeChat Pay API v2 stand-in (XML): get_wxpayface_authinfo, micropay, orderquery, reverse, refund, refundquery.
+
+Requests are checked like WeChat does: POST only, flat XML, known mch_id, appid bound to it, sub_mch_id registered
+under the provider, `sign` recomputed with the registered API v2 key and the declared `sign_type` (MD5 default).
+Communication-layer refusals are `return_code FAIL` and unsigned; business answers are signed with the request's
+sign_type.
+
+Limitation: the sandbox is plain HTTP, so it cannot check the mutual-TLS client certificate that `secapi/*`
+(reverse, refund) require at WeChat. A client that forgets its certificate works here and fails in production.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db import IntegrityError, transaction
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from payments.gateways import wechatpay_v2 as v2
+
+from . import book, clock, identity, scenarios
+from .models import SandboxAuthinfo, SandboxWechatMerchant, SandboxWechatOrder, SandboxWechatRefund
+from .scenarios import Scenario
+from .services import preset_for
+
+State = SandboxWechatOrder.State
+AUTHINFO_EXPIRES_IN = 3600
+
+
+@dataclass
+class Call:
+    merchant: SandboxWechatMerchant
+    fields: dict[str, str]
+    sign_type: v2.SignType
+    sub_mch_id: str
+    scenario_header: str | None
+
+
+def _xml(fields: dict[str, str]) -> HttpResponse:
+    return HttpResponse(v2.to_xml(fields), content_type="text/xml; charset=utf-8")
+
+
+def _fail(message: str) -> HttpResponse:
+    return _xml({"return_code": "FAIL", "return_msg": message})
+
+
+def _authenticate(request: HttpRequest, *, sign_type_required: bool = False) -> Call | HttpResponse:
+    try:
+        fields = v2.from_xml(request.body)
+    except v2.XmlError:
+        return _fail("XML格式错误")
+    merchant = SandboxWechatMerchant.objects.filter(mch_id=fields.get("mch_id", "")).first()
+    if merchant is None:
+        return _fail("商户号mch_id不存在")
+    if fields.get("appid") != merchant.appid:
+        return _fail("appid和mch_id不匹配")
+    declared = fields.get("sign_type", "")
+    if sign_type_required and not declared:
+        return _fail("缺少参数sign_type")
+    try:
+        sign_type = v2.SignType(declared or "MD5")
+    except ValueError:
+        return _fail("签名类型错误")
+    received = fields.get("sign", "")
+    expected = v2.sign(fields, merchant.api_v2_key.reveal(), sign_type)
+    if not received or not hmac.compare_digest(expected, received):
+        return _fail("签名错误")
+    sub_mch_id = fields.get("sub_mch_id", "")
+    if sub_mch_id and not merchant.sub_merchants.filter(sub_mch_id=sub_mch_id).exists():
+        return _fail("sub_mch_id与mch_id不匹配")
+    return Call(merchant, fields, sign_type, sub_mch_id, request.META.get(scenarios.META_HEADER))
+
+
+def _answer(call: Call, fields: dict[str, object]) -> HttpResponse:
+    common = {
+        "return_code": "SUCCESS",
+        "return_msg": "OK",
+        "appid": call.merchant.appid,
+        "mch_id": call.merchant.mch_id,
+        "sub_appid": call.fields.get("sub_appid", ""),
+        "sub_mch_id": call.sub_mch_id,
+        "nonce_str": v2.nonce_str(),
+    }
+    answer = {k: str(v) for k, v in {**common, **fields}.items() if v is not None and v != ""}
+    answer["sign"] = v2.sign(answer, call.merchant.api_v2_key.reveal(), call.sign_type)
+    return _xml(answer)
+
+
+def _error(call: Call, err_code: str, err_code_des: str, **extra: object) -> HttpResponse:
+    return _answer(call, {"result_code": "FAIL", "err_code": err_code, "err_code_des": err_code_des, **extra})
+
+
+def _endpoint(view: Callable[[Call], HttpResponse], *, sign_type_required: bool = False) -> Callable:
+    @csrf_exempt
+    @require_POST
+    def wrapper(request: HttpRequest) -> HttpResponse:
+        call = _authenticate(request, sign_type_required=sign_type_required)
+        if isinstance(call, HttpResponse):
+            return call
+        try:
+            return view(call)
+        except scenarios.UnknownScenario as exc:
+            return HttpResponse(str(exc), status=400, content_type="text/plain; charset=utf-8")
+
+    wrapper.__name__ = view.__name__
+    return wrapper
+
+
+def _china_time(moment) -> str:
+    return book.china_time(moment, "%Y%m%d%H%M%S")
+
+
+# --- face authinfo -----------------------------------------------------------------------------------------------
+
+
+def _authinfo(call: Call) -> HttpResponse:
+    required = ("store_id", "store_name", "device_id", "rawdata", "now", "version")
+    missing = [n for n in required if not call.fields.get(n)]
+    if missing:
+        return _fail("缺少参数" + ",".join(missing))
+    authinfo = identity.random_token(96)
+    SandboxAuthinfo.objects.create(
+        authinfo=authinfo,
+        appid=call.fields.get("sub_appid") or call.merchant.appid,
+        mch_id=call.merchant.mch_id,
+        sub_mch_id=call.sub_mch_id,
+        expires_at=clock.now() + timedelta(seconds=AUTHINFO_EXPIRES_IN),
+    )
+    # No result_code on this endpoint: return_code SUCCESS carries the authinfo.
+    return _answer(call, {"return_msg": "请求成功", "authinfo": authinfo, "expires_in": AUTHINFO_EXPIRES_IN})
+
+
+get_wxpayface_authinfo = _endpoint(_authinfo, sign_type_required=True)
+
+
+# --- micropay ----------------------------------------------------------------------------------------------------
+
+_MICROPAY_FAILURES = {
+    Scenario.SYSTEMERROR_PAID: ("SYSTEMERROR", "系统超时"),
+    Scenario.NOTENOUGH: ("NOTENOUGH", "余额不足"),
+    Scenario.AUTHCODEEXPIRE: ("AUTHCODEEXPIRE", "二维码已过期，请用户在微信上刷新后再试"),
+    Scenario.BANKERROR_NOT_PAID: ("BANKERROR", "银行系统异常"),
+}
+_PENDING = frozenset(
+    {
+        Scenario.USERPAYING_THEN_SUCCESS,
+        Scenario.USERPAYING_NEVER_PAID,
+        Scenario.USERPAYING_THEN_FAIL,
+        Scenario.ORDERQUERY_TIMEOUT,
+        Scenario.REVERSE_RECALL_ONCE,
+        Scenario.REVERSE_EXPIRE,
+    }
+)
+_SETTLING = frozenset({Scenario.USERPAYING_THEN_SUCCESS, Scenario.USERPAYING_THEN_FAIL, Scenario.ORDERQUERY_TIMEOUT})
+_PAID_AT_ONCE = frozenset({Scenario.SUCCESS, Scenario.SYSTEMERROR_PAID, Scenario.MICROPAY_TIMEOUT_PAID})
+_APPLIES = _PENDING | _PAID_AT_ONCE | set(_MICROPAY_FAILURES)
+
+
+def _paid_fields(order: SandboxWechatOrder) -> dict[str, object]:
+    return {
+        "openid": order.openid,
+        "is_subscribe": "N",
+        "trade_type": "MICROPAY",
+        "bank_type": "OTHERS",
+        "fee_type": "CNY",
+        "total_fee": order.total_fee,
+        "cash_fee_type": "CNY",
+        "cash_fee": order.total_fee,
+        "transaction_id": order.transaction_id,
+        "out_trade_no": order.out_trade_no,
+        "attach": order.attach,
+        "device_info": order.device_info,
+        "time_end": _china_time(order.paid_at),
+    }
+
+
+def _micropay_answer(call: Call, order: SandboxWechatOrder) -> HttpResponse:
+    scenario = Scenario(order.scenario)
+    if scenario in _MICROPAY_FAILURES:
+        return _error(call, *_MICROPAY_FAILURES[scenario])
+    if order.state == State.USERPAYING:
+        return _error(call, "USERPAYING", "需要用户输入支付密码")
+    return _answer(call, {"result_code": "SUCCESS", **_paid_fields(order)})
+
+
+def _repeat_answer(call: Call, order: SandboxWechatOrder, total_fee: int) -> HttpResponse:
+    """The same out_trade_no again: WeChat never charges twice."""
+    book.settle_wechat(order)
+    if order.total_fee != total_fee:
+        return _error(call, "OUT_TRADE_NO_USED", "商户订单号重复")
+    if order.state in (State.SUCCESS, State.REFUND):
+        return _error(call, "ORDERPAID", "订单已支付")
+    if order.state == State.REVOKED:
+        return _error(call, "ORDERREVERSED", "订单已撤销")
+    if order.state == State.CLOSED:
+        return _error(call, "ORDERCLOSED", "订单已关闭")
+    if order.state == State.USERPAYING:
+        return _error(call, "USERPAYING", "需要用户输入支付密码")
+    return _error(call, "OUT_TRADE_NO_USED", "商户订单号重复")
+
+
+def _micropay(call: Call) -> HttpResponse:
+    f = call.fields
+    missing = [n for n in ("body", "out_trade_no", "total_fee", "spbill_create_ip", "auth_code") if not f.get(n)]
+    if missing:
+        return _error(call, "PARAM_ERROR", "缺少参数" + ",".join(missing))
+    if not f["total_fee"].isdigit() or int(f["total_fee"]) <= 0:
+        return _error(call, "PARAM_ERROR", "total_fee参数错误")
+    total_fee = int(f["total_fee"])
+    if not identity.is_wechat_payment_code(f["auth_code"]):
+        return _error(call, "AUTH_CODE_INVALID", "请扫描微信支付授权码(以10、11、12、13、14、15开头的18位数字)")
+    existing = SandboxWechatOrder.objects.filter(
+        mch_id=call.merchant.mch_id, sub_mch_id=call.sub_mch_id, out_trade_no=f["out_trade_no"]
+    ).first()
+    if existing is not None:
+        return _repeat_answer(call, existing, total_fee)
+    scenario = scenarios.resolve(
+        header=call.scenario_header,
+        preset=preset_for(f["out_trade_no"]),
+        amount=total_fee,
+        table=scenarios.WECHAT_AMOUNT_CODES,
+    )
+    if scenario not in _APPLIES:
+        raise scenarios.UnknownScenario(f"scenario {scenario} does not apply to WeChat micropay")
+    now = clock.now()
+    user = identity.user_of_code(f["auth_code"])
+    if scenario in _PAID_AT_ONCE:
+        state, paid_at = State.SUCCESS, now
+    elif scenario in _PENDING:
+        state, paid_at = State.USERPAYING, None
+    else:
+        state, paid_at = State.PAYERROR, None
+    try:
+        with transaction.atomic():
+            order = SandboxWechatOrder.objects.create(
+                mch_id=call.merchant.mch_id,
+                sub_mch_id=call.sub_mch_id,
+                appid=f.get("sub_appid") or call.merchant.appid,
+                out_trade_no=f["out_trade_no"],
+                transaction_id=identity.wechat_transaction_id(),
+                total_fee=total_fee,
+                body=f["body"][:128],
+                attach=f.get("attach", "")[:127],
+                device_info=f.get("device_info", "")[:32],
+                state=state,
+                scenario=scenario.value,
+                openid=identity.openid_for(user, call.merchant.appid),
+                created_at=now,
+                paid_at=paid_at,
+                settles_at=now + timedelta(seconds=scenarios.settle_seconds()) if scenario in _SETTLING else None,
+            )
+    except IntegrityError:
+        # A concurrent duplicate won the unique constraint: answer as for a repeat.
+        existing = SandboxWechatOrder.objects.get(
+            mch_id=call.merchant.mch_id, sub_mch_id=call.sub_mch_id, out_trade_no=f["out_trade_no"]
+        )
+        return _repeat_answer(call, existing, total_fee)
+    if scenario == Scenario.MICROPAY_TIMEOUT_PAID:
+        # The charge is committed; the answer comes after the client has given up (unknown outcome).
+        clock.sleep(scenarios.timeout_sleep_seconds())
+    return _micropay_answer(call, order)
+
+
+micropay = _endpoint(_micropay)
+
+
+# --- orderquery / reverse ----------------------------------------------------------------------------------------
+
+
+def _find_order(call: Call, *, for_update: bool = False) -> SandboxWechatOrder | None:
+    orders = SandboxWechatOrder.objects.filter(mch_id=call.merchant.mch_id, sub_mch_id=call.sub_mch_id)
+    if for_update:
+        orders = orders.select_for_update()
+    if call.fields.get("transaction_id"):
+        return orders.filter(transaction_id=call.fields["transaction_id"]).first()
+    if call.fields.get("out_trade_no"):
+        return orders.filter(out_trade_no=call.fields["out_trade_no"]).first()
+    return None
+
+
+_TRADE_STATE_DESC = {
+    State.SUCCESS: "支付成功",
+    State.REFUND: "转入退款",
+    State.NOTPAY: "未支付",
+    State.CLOSED: "已关闭",
+    State.REVOKED: "已撤销（刷卡支付）",
+    State.USERPAYING: "用户支付中，需要输入密码",
+    State.PAYERROR: "支付失败",
+}
+
+
+def _orderquery(call: Call) -> HttpResponse:
+    if not (call.fields.get("transaction_id") or call.fields.get("out_trade_no")):
+        return _error(call, "PARAM_ERROR", "transaction_id或out_trade_no必填")
+    with transaction.atomic():
+        order = _find_order(call, for_update=True)
+        if order is None:
+            return _error(call, "ORDERNOTEXIST", "此交易订单号不存在")
+        book.settle_wechat(order)
+        order.query_calls += 1
+        order.save(update_fields=["query_calls"])
+    if order.scenario == Scenario.ORDERQUERY_TIMEOUT and order.query_calls == 1:
+        clock.sleep(scenarios.timeout_sleep_seconds())
+        order = book.settle_wechat(SandboxWechatOrder.objects.get(pk=order.pk))
+    fields: dict[str, object] = {
+        "result_code": "SUCCESS",
+        "trade_state": order.state,
+        "trade_state_desc": _TRADE_STATE_DESC[State(order.state)],
+        "out_trade_no": order.out_trade_no,
+        "transaction_id": order.transaction_id,
+        "total_fee": order.total_fee,
+        "device_info": order.device_info,
+        "attach": order.attach,
+        "trade_type": "MICROPAY",
+    }
+    if order.paid_at is not None and order.state in (State.SUCCESS, State.REFUND):
+        fields.update(_paid_fields(order))
+    return _answer(call, fields)
+
+
+orderquery = _endpoint(_orderquery)
+
+
+def _reverse(call: Call) -> HttpResponse:
+    if not (call.fields.get("transaction_id") or call.fields.get("out_trade_no")):
+        return _error(call, "PARAM_ERROR", "transaction_id或out_trade_no必填", recall="N")
+    with transaction.atomic():
+        order = _find_order(call, for_update=True)
+        if order is None:
+            # Nothing reached WeChat, so there is nothing to undo. (Doubtful: WeChat's exact answer for an unknown
+            # order is not documented; "reversed" is the answer that keeps the merchant's flow moving.)
+            return _answer(call, {"result_code": "SUCCESS", "recall": "N"})
+        book.settle_wechat(order)
+        order.reverse_calls += 1
+        order.save(update_fields=["reverse_calls"])
+        if order.scenario == Scenario.REVERSE_RECALL_ONCE and order.reverse_calls == 1:
+            return _error(call, "SYSTEMERROR", "系统超时", recall="Y")
+        if order.scenario == Scenario.REVERSE_EXPIRE:
+            return _error(call, "REVERSE_EXPIRE", "订单无法撤销", recall="N")
+        if order.created_at < clock.now() - timedelta(days=7):
+            return _error(call, "REVERSE_EXPIRE", "订单无法撤销", recall="N")
+        if order.refunds.exists():
+            return _error(call, "TRADE_ERROR", "订单已退款，不能撤销", recall="N")
+        if order.state not in (State.REVOKED, State.CLOSED):
+            order.reversed_after_payment = order.paid_at is not None
+            order.state, order.settles_at, order.reversed_at = State.REVOKED, None, clock.now()
+            order.save(update_fields=["state", "settles_at", "reversed_at", "reversed_after_payment"])
+    return _answer(call, {"result_code": "SUCCESS", "recall": "N"})
+
+
+reverse = _endpoint(_reverse)
+
+
+# --- refund / refundquery ----------------------------------------------------------------------------------------
+
+
+def _refund_fields(order: SandboxWechatOrder, refund: SandboxWechatRefund) -> dict[str, object]:
+    return {
+        "result_code": "SUCCESS",
+        "transaction_id": order.transaction_id,
+        "out_trade_no": order.out_trade_no,
+        "out_refund_no": refund.out_refund_no,
+        "refund_id": refund.refund_id,
+        "refund_fee": refund.refund_fee,
+        "total_fee": order.total_fee,
+        "cash_fee": order.total_fee,
+        "cash_refund_fee": refund.refund_fee,
+    }
+
+
+def _refund(call: Call) -> HttpResponse:
+    f = call.fields
+    missing = [n for n in ("out_refund_no", "total_fee", "refund_fee") if not f.get(n)]
+    if missing or not (f.get("transaction_id") or f.get("out_trade_no")):
+        return _error(call, "PARAM_ERROR", "缺少参数" + ",".join(missing or ["transaction_id/out_trade_no"]))
+    if not (f["total_fee"].isdigit() and f["refund_fee"].isdigit()) or int(f["refund_fee"]) <= 0:
+        return _error(call, "PARAM_ERROR", "金额参数错误")
+    refund_fee = int(f["refund_fee"])
+    with transaction.atomic():
+        order = _find_order(call, for_update=True)
+        if order is None:
+            return _error(call, "ORDERNOTEXIST", "订单不存在")
+        book.settle_wechat(order)
+        existing = order.refunds.filter(out_refund_no=f["out_refund_no"]).first()
+        if existing is not None:
+            # Retrying with the same out_refund_no is how merchants settle an unknown refund answer.
+            if existing.refund_fee != refund_fee:
+                return _error(call, "PARAM_ERROR", "同一退款单号退款金额不一致")
+            return _answer(call, _refund_fields(order, existing))
+        if order.state not in (State.SUCCESS, State.REFUND):
+            return _error(call, "TRADE_STATE_ERROR", "订单状态错误")
+        if int(f["total_fee"]) != order.total_fee:
+            return _error(call, "PARAM_ERROR", "订单金额与原订单不一致")
+        already = sum(r.refund_fee for r in order.refunds.all())
+        if already + refund_fee > order.total_fee:
+            return _error(call, "PARAM_ERROR", "累计退款金额大于支付金额")
+        now = clock.now()
+        refund = SandboxWechatRefund.objects.create(
+            order=order,
+            out_refund_no=f["out_refund_no"],
+            refund_id=identity.wechat_refund_id(),
+            refund_fee=refund_fee,
+            state=SandboxWechatRefund.State.PROCESSING,
+            created_at=now,
+            succeeds_at=now + timedelta(seconds=scenarios.refund_seconds()),
+        )
+        order.state = State.REFUND
+        order.save(update_fields=["state"])
+    return _answer(call, _refund_fields(order, refund))
+
+
+refund = _endpoint(_refund)
+
+
+def _refundquery(call: Call) -> HttpResponse:
+    f = call.fields
+    refunds = SandboxWechatRefund.objects.filter(
+        order__mch_id=call.merchant.mch_id, order__sub_mch_id=call.sub_mch_id
+    ).select_related("order")
+    if f.get("refund_id"):
+        refunds = refunds.filter(refund_id=f["refund_id"])
+    elif f.get("out_refund_no"):
+        refunds = refunds.filter(out_refund_no=f["out_refund_no"])
+    elif f.get("transaction_id"):
+        refunds = refunds.filter(order__transaction_id=f["transaction_id"])
+    elif f.get("out_trade_no"):
+        refunds = refunds.filter(order__out_trade_no=f["out_trade_no"])
+    else:
+        return _error(call, "PARAM_ERROR", "缺少查询参数")
+    first = refunds.order_by("pk").first()
+    if first is None:
+        return _error(call, "REFUNDNOTEXIST", "退款订单查询失败")
+    order = book.settle_wechat(first.order)
+    listed = list(refunds.order_by("pk"))
+    fields: dict[str, object] = {
+        "result_code": "SUCCESS",
+        "transaction_id": order.transaction_id,
+        "out_trade_no": order.out_trade_no,
+        "total_fee": order.total_fee,
+        "cash_fee": order.total_fee,
+        "refund_count": len(listed),
+    }
+    for n, item in enumerate(listed):
+        fields.update(
+            {
+                f"out_refund_no_{n}": item.out_refund_no,
+                f"refund_id_{n}": item.refund_id,
+                f"refund_fee_{n}": item.refund_fee,
+                f"refund_status_{n}": item.state,
+                f"refund_recv_accout_{n}": "支付用户零钱",
+                f"refund_success_time_{n}": book.china_time(item.succeeded_at, "%Y-%m-%d %H:%M:%S")
+                if item.succeeded_at
+                else "",
+            }
+        )
+    return _answer(call, fields)
+
+
+refundquery = _endpoint(_refundquery)

@@ -1,0 +1,199 @@
+"""WeChat Pay API v3 stand-in (JSON): PayScore service orders and facemch users.
+
+Every request's Authorization is verified with the registered merchant certificate (serial, 300 s timestamp
+window, SHA256withRSA over the five-line message with the path exactly as sent). Every answer from a known merchant
+— errors included — is signed with the sandbox's platform key for that merchant; Wechatpay-Serial names the
+platform certificate, or the platform public-key id for merchants registered in public-key mode.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote
+
+from django.conf import settings
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from payments.gateways import wechatpay_v3 as v3
+from payments.gateways.base import VerificationError
+
+from . import clock, identity, payscore, scenarios
+from .models import SandboxWechatMerchant
+from .payscore import PayscoreError
+from .scenarios import Scenario
+from .services import preset_for
+
+_PAYSCORE_SCENARIOS = frozenset(
+    {Scenario.SUCCESS, Scenario.PAYSCORE_AUTO_CONFIRM, Scenario.PAYSCORE_AUTO_PAY, Scenario.PAYSCORE_AUTO}
+)
+
+
+def _unsigned(status: int, code: str, message: str) -> HttpResponse:
+    body = json.dumps({"code": code, "message": message}, ensure_ascii=False)
+    return HttpResponse(body, status=status, content_type="application/json")
+
+
+def _signed(merchant: SandboxWechatMerchant, status: int, data: dict[str, Any]) -> HttpResponse:
+    body = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    response = HttpResponse(body, status=status, content_type="application/json")
+    headers = v3.sign_response(
+        body,
+        serial=merchant.response_serial,
+        private_key=merchant.platform_private_key_pem.reveal(),
+        timestamp=int(clock.timestamp()),
+    )
+    for name, value in headers.items():
+        response[name] = value
+    response["Request-ID"] = identity.random_token(24)
+    return response
+
+
+def _error(merchant: SandboxWechatMerchant, status: int, code: str, message: str) -> HttpResponse:
+    return _signed(merchant, status, {"code": code, "message": message})
+
+
+def _signed_paths(request: HttpRequest) -> list[str]:
+    """The path+query the client may have signed. WSGI servers hand over the decoded path; the raw form (when the
+    server passes it) or the canonical percent-encoding of it is what a client signs."""
+    query = request.META.get("QUERY_STRING", "")
+    suffix = "?" + query if query else ""
+    candidates = [request.META.get("RAW_URI", ""), request.META.get("REQUEST_URI", "")]
+    candidates += [quote(request.path, safe="/") + suffix, request.get_full_path()]
+    return list(dict.fromkeys(c for c in candidates if c))
+
+
+def _authenticate(request: HttpRequest) -> SandboxWechatMerchant | HttpResponse:
+    header = request.headers.get("Authorization", "")
+    try:
+        params = v3.parse_authorization(header)
+    except VerificationError as exc:
+        return _unsigned(401, "SIGN_ERROR", f"Authorization invalid: {exc}")
+    merchant = SandboxWechatMerchant.objects.filter(mch_id=params["mchid"]).first()
+    if merchant is None:
+        return _unsigned(403, "NO_AUTH", "商户信息不合法")
+    keys = {merchant.merchant_certificate_serial: merchant.merchant_certificate_pem}
+    error: VerificationError | None = None
+    for path in _signed_paths(request):
+        try:
+            v3.verify_request_authorization(
+                header,
+                method=request.method or "GET",
+                path_with_query=path,
+                body=request.body,
+                merchant_keys=keys,
+                clock=clock.timestamp,
+            )
+            return merchant
+        except VerificationError as exc:
+            error = exc
+    return _error(merchant, 401, "SIGN_ERROR", f"签名错误: {error}")
+
+
+def _json_body(request: HttpRequest) -> dict[str, Any] | None:
+    try:
+        data = json.loads(request.body or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _endpoint(methods: set[str]) -> Callable:
+    def decorate(view: Callable[..., HttpResponse]) -> Callable:
+        @csrf_exempt
+        def wrapper(request: HttpRequest, **kwargs: str) -> HttpResponse:
+            if request.method not in methods:
+                return _unsigned(405, "METHOD_NOT_ALLOWED", "method not allowed")
+            merchant = _authenticate(request)
+            if isinstance(merchant, HttpResponse):
+                return merchant
+            try:
+                return view(request, merchant, **kwargs)
+            except PayscoreError as exc:
+                return _error(merchant, exc.status, exc.code, exc.message)
+
+        wrapper.__name__ = view.__name__
+        return wrapper
+
+    return decorate
+
+
+def _payscore_scenario(request: HttpRequest, out_order_no: str) -> Scenario | None:
+    name = (
+        request.META.get(scenarios.META_HEADER)
+        or preset_for(out_order_no)
+        or getattr(settings, "SANDBOX_PAYSCORE_DEFAULT_SCENARIO", "")
+    )
+    if not name:
+        return None
+    try:
+        scenario = scenarios.parse(name)
+    except scenarios.UnknownScenario as exc:
+        raise PayscoreError(400, "PARAM_ERROR", str(exc)) from None
+    if scenario not in _PAYSCORE_SCENARIOS:
+        raise PayscoreError(400, "PARAM_ERROR", f"scenario {scenario} does not apply to PayScore")
+    return scenario
+
+
+@_endpoint({"GET", "POST"})
+def serviceorder(request: HttpRequest, merchant: SandboxWechatMerchant) -> HttpResponse:
+    if request.method == "GET":
+        if request.GET.get("appid") != merchant.appid or not request.GET.get("service_id"):
+            raise PayscoreError(400, "PARAM_ERROR", "appid/service_id required")
+        out_order_no, query_id = request.GET.get("out_order_no", ""), request.GET.get("query_id", "")
+        if bool(out_order_no) == bool(query_id):
+            raise PayscoreError(400, "PARAM_ERROR", "exactly one of out_order_no and query_id")
+        order = payscore.find(merchant.mch_id, out_order_no=out_order_no, query_id=query_id)
+        if order.service_id != request.GET["service_id"]:
+            raise PayscoreError(404, "ORDER_NOT_EXIST", "order does not exist")
+        return _signed(merchant, 200, payscore.as_dict(order))
+    body = _json_body(request)
+    if body is None:
+        raise PayscoreError(400, "PARAM_ERROR", "body is not a JSON object")
+    scenario = _payscore_scenario(request, str(body.get("out_order_no", "")))
+    return _signed(merchant, 200, payscore.create(merchant, body, scenario=scenario))
+
+
+_ACTIONS: dict[str, Callable[[Any, dict[str, Any]], dict[str, Any]]] = {
+    "cancel": payscore.cancel,
+    "modify": payscore.modify,
+    "complete": payscore.complete,
+    "sync": payscore.sync,
+}
+
+
+@_endpoint({"POST"})
+def serviceorder_action(
+    request: HttpRequest, merchant: SandboxWechatMerchant, out_order_no: str, action: str
+) -> HttpResponse:
+    handler = _ACTIONS.get(action)
+    if handler is None:
+        return _error(merchant, 404, "NOT_FOUND", "unknown action")
+    body = _json_body(request)
+    if body is None:
+        raise PayscoreError(400, "PARAM_ERROR", "body is not a JSON object")
+    with transaction.atomic():
+        order = payscore.find(merchant.mch_id, out_order_no=out_order_no, for_update=True)
+        return _signed(merchant, 200, handler(order, body))
+
+
+@_endpoint({"GET"})
+def facemch_user(request: HttpRequest, merchant: SandboxWechatMerchant, face_sid: str) -> HttpResponse:
+    if request.GET.get("info_type") != "ASK_UNIONID":
+        raise PayscoreError(400, "PARAM_ERROR", "info_type must be ASK_UNIONID")
+    appid = request.GET.get("appid", "")
+    sub_mchid, sub_appid = request.GET.get("sub_mchid", ""), request.GET.get("sub_appid", "")
+    if appid != merchant.appid:
+        raise PayscoreError(400, "PARAM_ERROR", "appid and mchid do not match")
+    if sub_mchid and not merchant.sub_merchants.filter(sub_mch_id=sub_mchid).exists():
+        raise PayscoreError(403, "NO_AUTH", "sub_mchid is not a sub-merchant of this provider")
+    user = identity.user_of_face_sid(face_sid)
+    if user is None:
+        raise PayscoreError(400, "PARAM_ERROR", "face_sid无效")
+    data = {"union_id": identity.union_id_for(user), "openid": identity.openid_for(user, appid)}
+    if sub_appid:
+        data["sub_openid"] = identity.openid_for(user, sub_appid)
+    return _signed(merchant, 200, data)

@@ -1,0 +1,147 @@
+"""Refunds: reverse when allowed, else the refund API; partial; never more than was paid; resolved to definite."""
+
+import pytest
+from django.core.management import call_command
+
+from payments import services
+from payments.models import Refund
+from payments.sandbox.services import sandbox_ledger
+from portal.errors import InvalidInput, InvalidState
+from portal.models import AuditLog, Merchant, StaffMembership
+from tests.factories import make_user
+
+pytestmark = pytest.mark.django_db
+
+
+def refund(shop, out_trade_no, fee, reason="顾客退货"):
+    return services.refund_create(
+        payment=shop.payment(out_trade_no), refund_fee=fee, reason=reason, user=None, actor_label="test"
+    )
+
+
+def test_partial_then_rest_refund_through_the_refund_api(shop):
+    order = shop.pay(10000)
+    first = refund(shop, order["out_trade_no"], 3000)
+    assert first.kind == Refund.Kind.REFUND  # partial: a reverse would return everything
+
+    shop.run_worker(30)
+    first.refresh_from_db()
+    payment = shop.payment(order["out_trade_no"])
+    assert first.status == Refund.Status.SUCCESS
+    assert (payment.status, payment.refunded_fee) == ("PARTIALLY_REFUNDED", 3000)
+
+    second = refund(shop, order["out_trade_no"], 7000)
+    shop.run_worker(30)
+    second.refresh_from_db()
+    payment.refresh_from_db()
+    assert second.status == Refund.Status.SUCCESS
+    assert (payment.status, payment.refunded_fee) == ("REFUNDED", 10000)
+    calls = shop.upstream_calls()
+    assert calls.count("secapi/pay/refund") == 2
+    assert calls.count("pay/refundquery") >= 2
+    ledger = sandbox_ledger(now=shop.clock.now())[order["out_trade_no"]]
+    assert (ledger["charged"], ledger["refunded"]) == (0, 10000)
+
+
+def test_full_refund_inside_the_window_is_a_reverse(shop):
+    order = shop.pay(5000)
+    full = refund(shop, order["out_trade_no"], 5000)
+    assert full.kind == Refund.Kind.REVERSE
+    shop.run_worker(5)
+    full.refresh_from_db()
+    payment = shop.payment(order["out_trade_no"])
+    assert full.status == Refund.Status.SUCCESS
+    assert (payment.status, payment.refunded_fee) == ("REVERSED", 5000)
+    assert "secapi/pay/refund" not in shop.upstream_calls()
+    assert sandbox_ledger(now=shop.clock.now())[order["out_trade_no"]]["charged"] == 0
+
+
+def test_refund_more_than_paid_is_refused_and_reserves_nothing(shop):
+    order = shop.pay(1000)
+    refund(shop, order["out_trade_no"], 600)
+    with pytest.raises(InvalidInput) as error:
+        refund(shop, order["out_trade_no"], 500)
+    assert error.value.code == "REFUND_EXCEEDS_PAYMENT"
+    assert error.value.details == {"refund_fee": "At most 400 fen can still be refunded."}
+    payment = shop.payment(order["out_trade_no"])
+    assert payment.reserved_refund_fee == 600
+    assert payment.refunds.count() == 1
+
+
+def test_unpaid_payment_cannot_be_refunded(shop):
+    order = shop.pay(1104)  # NOTENOUGH → FAILED
+    with pytest.raises(InvalidState):
+        refund(shop, order["out_trade_no"], 100)
+
+
+@pytest.mark.parametrize("fee", [0, -1, True, "100"])
+def test_refund_fee_must_be_positive_integer(shop, fee):
+    order = shop.pay(1000)
+    with pytest.raises(InvalidInput):
+        refund(shop, order["out_trade_no"], fee)
+
+
+def test_umpay_partial_refund(make_shop):
+    shop = make_shop(Merchant.Channel.UMPAY)
+    order = shop.pay(3000)
+    r = refund(shop, order["out_trade_no"], 1000)
+    shop.run_worker(30)
+    r.refresh_from_db()
+    assert r.status == Refund.Status.SUCCESS
+    assert shop.payment(order["out_trade_no"]).status == "PARTIALLY_REFUNDED"
+    assert "pay/refund" in shop.upstream_calls()
+
+
+def test_refund_command_and_audit(shop):
+    order = shop.pay(2000)
+    call_command(
+        "payment_refund",
+        "--merchant",
+        str(shop.merchant.pk),
+        "--out-trade-no",
+        order["out_trade_no"],
+        "--fee",
+        "500",
+        "--reason",
+        "partial",
+        stdout=open("/dev/null", "w"),
+    )
+    entry = AuditLog.objects.get(action="payment.refund")
+    assert entry.details["refund_fee"] == 500
+    assert entry.actor_label == "cli"
+
+
+# --- staff API scoping -------------------------------------------------------------------------------------------
+
+
+def test_staff_refund_api_roles_and_scoping(client, make_shop):
+    shop_a, shop_b = make_shop(), make_shop()
+    order_a = shop_a.pay(1000)
+    order_b = shop_b.pay(1000)
+    payment_a, payment_b = shop_a.payment(order_a["out_trade_no"]), shop_b.payment(order_b["out_trade_no"])
+    admin_a = make_user("admin-a", role=StaffMembership.Role.MERCHANT_ADMIN, merchant=shop_a.merchant)
+    staff_a = make_user("staff-a", role=StaffMembership.Role.MERCHANT_STAFF, merchant=shop_a.merchant)
+    reviewer = make_user("rev", role=StaffMembership.Role.PROVIDER_REVIEWER, provider=shop_a.merchant.provider)
+
+    client.force_login(admin_a)
+    other = client.post(
+        f"/api/staff/v1/payments/{payment_b.pk}/refunds", {"refund_fee": 100}, content_type="application/json"
+    )
+    assert other.status_code == 404  # another merchant's payment does not exist for this user
+    own = client.post(
+        f"/api/staff/v1/payments/{payment_a.pk}/refunds",
+        {"refund_fee": 100, "reason": "r"},
+        content_type="application/json",
+    )
+    assert own.status_code == 201, own.text
+    assert own.json()["refund_fee"] == 100
+
+    for user in (staff_a, reviewer):
+        client.force_login(user)
+        denied = client.post(
+            f"/api/staff/v1/payments/{payment_a.pk}/refunds", {"refund_fee": 100}, content_type="application/json"
+        )
+        assert denied.status_code == 403
+        assert denied.json()["code"] == "ROLE_CANNOT_REFUND"
+    assert payment_b.refunds.count() == 0
+    assert payment_a.refunds.count() == 1
