@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer
 from rest_framework import permissions, serializers, status
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.response import Response
@@ -49,9 +49,11 @@ class PaymentOutputSerializer(serializers.ModelSerializer):
 
 
 class AuthinfoApi(TerminalApiView):
+    @extend_schema_serializer(component_name="AuthinfoRequest")
     class InputSerializer(serializers.Serializer):
         rawdata = serializers.CharField(max_length=2048, help_text="From the SDK's getWxpayfaceRawdata.")
 
+    @extend_schema_serializer(component_name="Authinfo")
     class OutputSerializer(serializers.Serializer):
         authinfo = serializers.CharField()
         expires_in = serializers.IntegerField()
@@ -75,6 +77,7 @@ class AuthinfoApi(TerminalApiView):
 
 
 class PaymentCreateApi(TerminalApiView):
+    @extend_schema_serializer(component_name="PaymentRequest")
     class InputSerializer(serializers.Serializer):
         out_trade_no = serializers.CharField(max_length=32, required=False, allow_blank=True, default="")
         total_fee = serializers.IntegerField(min_value=1, help_text="Amount in fen.")
@@ -191,6 +194,7 @@ class StaffRefundCreateApi(APIView):
     authentication_classes = [SessionAuthentication]
     permission_classes = [CanRefund]
 
+    @extend_schema_serializer(component_name="RefundRequest")
     class InputSerializer(serializers.Serializer):
         refund_fee = serializers.IntegerField(min_value=1)
         reason = serializers.CharField(max_length=80, required=False, allow_blank=True, default="")

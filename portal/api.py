@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import permissions, serializers, throttling
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -46,10 +46,12 @@ class ErrorSerializer(serializers.Serializer):
 
 
 class HeartbeatApi(TerminalApiView):
+    @extend_schema_serializer(component_name="HeartbeatRequest")
     class InputSerializer(serializers.Serializer):
         sdk_version = serializers.CharField(max_length=32, required=False, allow_blank=True, default="")
         app_version = serializers.CharField(max_length=32, required=False, allow_blank=True, default="")
 
+    @extend_schema_serializer(component_name="Heartbeat")
     class OutputSerializer(serializers.Serializer):
         device_id = serializers.CharField()
         store_id = serializers.CharField(source="store.store_id")

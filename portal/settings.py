@@ -150,12 +150,6 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
-    "APPEND_COMPONENTS": {
-        "securitySchemes": {
-            "TerminalHmac": {"type": "apiKey", "in": "header", "name": "Authorization"},
-        }
-    },
-    "SECURITY": [{"TerminalHmac": []}],
 }
 
 # --- Terminal authentication (DESIGN §7) ---
