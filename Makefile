@@ -25,3 +25,8 @@ test: install
 
 lint: install
 	$(BIN)/ruff check .
+
+# Re-extract and compile the console's translations (needs gettext; the compiled .mo files are committed).
+messages: install
+	$(BIN)/python manage.py makemessages -l zh_Hans --ignore ".venv/*" --ignore "tests/*" --ignore "var/*"
+	$(BIN)/python manage.py compilemessages -l zh_Hans --ignore ".venv/*"

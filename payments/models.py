@@ -9,19 +9,20 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+from django.utils.translation import gettext_lazy as _
 
 from portal.models import Device, Merchant, Store
 
 
 class PaymentStatus(models.TextChoices):
-    PAYING = "PAYING", "Paying (outcome not yet definite)"
-    SUCCESS = "SUCCESS", "Paid"
-    FAILED = "FAILED", "Failed (not charged)"
-    REVERSING = "REVERSING", "Reversing"
-    REVERSED = "REVERSED", "Reversed"
-    PARTIALLY_REFUNDED = "PARTIALLY_REFUNDED", "Partially refunded"
-    REFUNDED = "REFUNDED", "Refunded"
-    ATTENTION = "ATTENTION", "Needs attention"
+    PAYING = "PAYING", _("Paying (outcome not yet definite)")
+    SUCCESS = "SUCCESS", _("Paid")
+    FAILED = "FAILED", _("Failed (not charged)")
+    REVERSING = "REVERSING", _("Reversing")
+    REVERSED = "REVERSED", _("Reversed")
+    PARTIALLY_REFUNDED = "PARTIALLY_REFUNDED", _("Partially refunded")
+    REFUNDED = "REFUNDED", _("Refunded")
+    ATTENTION = "ATTENTION", _("Needs attention")
 
 
 FINAL_PAYMENT_STATUSES = (PaymentStatus.FAILED, PaymentStatus.REVERSED, PaymentStatus.REFUNDED)
@@ -29,13 +30,13 @@ FINAL_PAYMENT_STATUSES = (PaymentStatus.FAILED, PaymentStatus.REVERSED, PaymentS
 
 class Payment(models.Model):
     class Method(models.TextChoices):
-        FACE = "FACE", "Face (face_code)"
-        CODE = "CODE", "Payment code (付款码)"
+        FACE = "FACE", _("Face (face_code)")
+        CODE = "CODE", _("Payment code (付款码)")
 
     class Wallet(models.TextChoices):
-        WECHAT = "WECHAT", "WeChat Pay"
-        ALIPAY = "ALIPAY", "Alipay"
-        UNIONPAY = "UNIONPAY", "UnionPay"
+        WECHAT = "WECHAT", _("WeChat Pay")
+        ALIPAY = "ALIPAY", _("Alipay")
+        UNIONPAY = "UNIONPAY", _("UnionPay")
 
     merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="payments")
     store = models.ForeignKey(Store, on_delete=models.PROTECT, related_name="payments")
@@ -114,15 +115,15 @@ class Payment(models.Model):
 
 class Refund(models.Model):
     class Status(models.TextChoices):
-        PENDING = "PENDING", "Recorded, not sent"
-        PROCESSING = "PROCESSING", "Accepted upstream, not done"
-        SUCCESS = "SUCCESS", "Refunded"
-        FAILED = "FAILED", "Failed (nothing refunded)"
-        ATTENTION = "ATTENTION", "Needs attention"
+        PENDING = "PENDING", _("Recorded, not sent")
+        PROCESSING = "PROCESSING", _("Accepted upstream, not done")
+        SUCCESS = "SUCCESS", _("Refunded")
+        FAILED = "FAILED", _("Failed (nothing refunded)")
+        ATTENTION = "ATTENTION", _("Needs attention")
 
     class Kind(models.TextChoices):
-        REVERSE = "REVERSE", "Reverse (撤销)"
-        REFUND = "REFUND", "Refund API (退款)"
+        REVERSE = "REVERSE", _("Reverse (撤销)")
+        REFUND = "REFUND", _("Refund API (退款)")
 
     payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="refunds")
     out_refund_no = models.CharField(max_length=64, unique=True, help_text="out_refund_no (WeChat) / orderNo (UMF).")
@@ -154,10 +155,10 @@ class PaymentEvent(models.Model):
     """Append-only: what was sent upstream, what came back, and every state change, with who did it."""
 
     class Actor(models.TextChoices):
-        TERMINAL = "TERMINAL", "Terminal"
-        WORKER = "WORKER", "Worker"
-        STAFF = "STAFF", "Staff"
-        NOTIFICATION = "NOTIFICATION", "Upstream notification"
+        TERMINAL = "TERMINAL", _("Terminal")
+        WORKER = "WORKER", _("Worker")
+        STAFF = "STAFF", _("Staff")
+        NOTIFICATION = "NOTIFICATION", _("Upstream notification")
 
     payment = models.ForeignKey(Payment, on_delete=models.CASCADE, related_name="events")
     refund = models.ForeignKey(Refund, null=True, blank=True, on_delete=models.CASCADE, related_name="events")

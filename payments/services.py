@@ -663,3 +663,51 @@ def due_work(*, now: datetime | None = None, limit: int = 500) -> tuple[list[int
         Refund.objects.filter(next_check_at__lte=now).order_by("next_check_at").values_list("pk", flat=True)[:limit]
     )
     return payments, refunds
+
+
+# --- staff actions (console) ---------------------------------------------------------------------------------------
+
+
+def payment_refresh(*, payment: Payment, user: AbstractBaseUser | None) -> Payment:
+    """Ask the channel now. An unsettled payment is driven by the answer like any scheduled check; a settled one only
+    gets the answer recorded in its timeline (for a person comparing our state with the channel's)."""
+    with transaction.atomic():
+        payment = _locked(payment.pk)
+        if payment.status == S.PAYING:
+            payment.next_check_at = _now()
+            payment.save(update_fields=["next_check_at", "updated_at"])
+    if payment.status == S.PAYING:
+        return payment_resolve(payment_id=payment.pk)
+    answer = channels.query(payment=payment)
+    with transaction.atomic():
+        payment = _locked(payment.pk)
+        _event(payment, "orderquery", actor=Actor.STAFF, answer=answer, user=user)
+    return payment
+
+
+RESOLUTIONS = (S.SUCCESS, S.FAILED, S.REVERSED, S.REFUNDED)
+
+
+def payment_resolve_attention(*, payment: Payment, outcome: str, note: str, user: AbstractBaseUser | None) -> Payment:
+    """A person settles an ATTENTION payment after checking the channel: what really happened, and why."""
+    if outcome not in RESOLUTIONS:
+        raise InvalidInput(details={"outcome": f"One of {', '.join(RESOLUTIONS)}."})
+    note = note.strip()
+    if not note:
+        raise InvalidInput(details={"note": "Say what you checked and why this is the outcome."})
+    with transaction.atomic():
+        payment = _locked(payment.pk)
+        if payment.status != S.ATTENTION:
+            raise InvalidState("Only payments needing attention are settled by hand.", code="NOT_IN_ATTENTION")
+        if outcome == S.REFUNDED:
+            payment.refunded_fee = payment.reserved_refund_fee = payment.total_fee
+        payment.next_check_at = None
+        _transition(payment, outcome, actor=Actor.STAFF, user=user, message=note[:255])
+        payment.save()
+        audit_record(
+            actor=user,
+            action="payment.resolve",
+            obj=payment,
+            details={"out_trade_no": payment.out_trade_no, "outcome": outcome, "note": note[:500]},
+        )
+    return payment

@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from portal.fields import EncryptedTextField
 
@@ -36,13 +37,13 @@ class ServiceProvider(models.Model):
 
 class Merchant(models.Model):
     class Channel(models.TextChoices):
-        WECHAT_DIRECT = "WECHAT_DIRECT", "WeChat Pay (direct merchant)"
-        WECHAT_PROVIDER = "WECHAT_PROVIDER", "WeChat Pay (service provider, sub_mch_id)"
-        UMPAY = "UMPAY", "UMF 联动优势 (acquirer)"
+        WECHAT_DIRECT = "WECHAT_DIRECT", _("WeChat Pay (direct merchant)")
+        WECHAT_PROVIDER = "WECHAT_PROVIDER", _("WeChat Pay (service provider, sub_mch_id)")
+        UMPAY = "UMPAY", _("UMF 联动优势 (acquirer)")
 
     class Status(models.TextChoices):
-        ACTIVE = "ACTIVE", "Active"
-        SUSPENDED = "SUSPENDED", "Suspended"
+        ACTIVE = "ACTIVE", _("Active")
+        SUSPENDED = "SUSPENDED", _("Suspended")
 
     provider = models.ForeignKey(
         ServiceProvider,
@@ -234,10 +235,10 @@ class StaffMembership(models.Model):
     """Ties a console user to the provider or merchant they work for, with one role."""
 
     class Role(models.TextChoices):
-        PROVIDER_ADMIN = "PROVIDER_ADMIN", "Provider admin"
-        PROVIDER_REVIEWER = "PROVIDER_REVIEWER", "Provider reviewer"
-        MERCHANT_ADMIN = "MERCHANT_ADMIN", "Merchant admin"
-        MERCHANT_STAFF = "MERCHANT_STAFF", "Merchant staff"
+        PROVIDER_ADMIN = "PROVIDER_ADMIN", _("Provider admin")
+        PROVIDER_REVIEWER = "PROVIDER_REVIEWER", _("Provider reviewer")
+        MERCHANT_ADMIN = "MERCHANT_ADMIN", _("Merchant admin")
+        MERCHANT_STAFF = "MERCHANT_STAFF", _("Merchant staff")
 
     PROVIDER_ROLES = (Role.PROVIDER_ADMIN, Role.PROVIDER_REVIEWER)
     MERCHANT_ROLES = (Role.MERCHANT_ADMIN, Role.MERCHANT_STAFF)

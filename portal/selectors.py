@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import Q, QuerySet
 
-from portal.models import ChannelCredentials, Device, Merchant, StaffMembership, Store
+from portal.models import AuditLog, ChannelCredentials, Device, Merchant, StaffMembership, Store
 
 
 def membership_of(user) -> StaffMembership | None:
@@ -55,3 +55,17 @@ def signing_credentials_for(merchant: Merchant) -> ChannelCredentials | None:
         else Q(provider_id=merchant.provider_id)
     )
     return ChannelCredentials.objects.filter(owner).first()
+
+
+def audit_visible_to(user) -> QuerySet[AuditLog]:
+    """Provider staff see their provider's entries and their merchants'; merchant staff their merchant's."""
+    if user is not None and user.is_authenticated and user.is_superuser:
+        return AuditLog.objects.all()
+    membership = membership_of(user)
+    if membership is None:
+        return AuditLog.objects.none()
+    if membership.is_provider_role:
+        return AuditLog.objects.filter(
+            Q(provider_id=membership.provider_id) | Q(merchant__provider_id=membership.provider_id)
+        )
+    return AuditLog.objects.filter(merchant_id=membership.merchant_id)

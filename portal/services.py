@@ -314,3 +314,221 @@ def device_record_heartbeat(*, device: Device, sdk_version: str, app_version: st
         last_seen_at=device.last_seen_at, sdk_version=sdk_version, app_version=app_version
     )
     return device
+
+
+# --- Console onboarding: merchants and stores ---
+
+MERCHANT_FIELDS = (
+    "name",
+    "appid",
+    "mch_id",
+    "sub_appid",
+    "sub_mch_id",
+    "umpay_acq_mer_id",
+    "payscore_service_id",
+)
+_APPID_PATTERN = re.compile(r"[0-9A-Za-z_]{1,32}")
+_MCH_ID_PATTERN = re.compile(r"[0-9]{1,32}")
+_ACQ_MER_ID_PATTERN = re.compile(r"[0-9A-Za-z]{8}")
+_STORE_ID_PATTERN = re.compile(r"[^\s]{1,32}")
+_AREA_CODE_PATTERN = re.compile(r"[0-9]{1,12}")
+
+
+def _merchant_errors(*, channel: str, provider: ServiceProvider | None, values: Mapping[str, str]) -> dict[str, str]:
+    """Per-channel rules: which upstream ids a merchant needs before its first call can be signed."""
+    errors: dict[str, str] = {}
+    if not values.get("name"):
+        errors["name"] = "This field is required."
+    if channel not in Merchant.Channel.values:
+        errors["channel"] = "Choose a channel."
+        return errors
+    for field, pattern, message in (
+        ("appid", _APPID_PATTERN, "Up to 32 letters, digits or '_'."),
+        ("sub_appid", _APPID_PATTERN, "Up to 32 letters, digits or '_'."),
+        ("mch_id", _MCH_ID_PATTERN, "Up to 32 digits."),
+        ("sub_mch_id", _MCH_ID_PATTERN, "Up to 32 digits."),
+        ("umpay_acq_mer_id", _ACQ_MER_ID_PATTERN, "The UMF acqMerId is exactly 8 letters or digits."),
+        ("payscore_service_id", _APPID_PATTERN, "Up to 32 letters, digits or '_'."),
+    ):
+        if values.get(field) and not pattern.fullmatch(values[field]):
+            errors[field] = message
+    if channel == Merchant.Channel.WECHAT_DIRECT:
+        for field in ("appid", "mch_id"):
+            if not values.get(field):
+                errors.setdefault(field, "Required for a direct WeChat Pay merchant.")
+    elif channel == Merchant.Channel.WECHAT_PROVIDER:
+        if not values.get("sub_mch_id"):
+            errors.setdefault("sub_mch_id", "Required for a service-provider (sub_mch_id) merchant.")
+        if provider is None or not provider.wechat_mch_id:
+            errors["channel"] = "The service provider has no WeChat mch_id, so it cannot sign for sub-merchants."
+    elif channel == Merchant.Channel.UMPAY:
+        if not values.get("umpay_acq_mer_id"):
+            errors.setdefault("umpay_acq_mer_id", "Required for a UMF merchant.")
+        if provider is None or not provider.umpay_acq_sp_id:
+            errors["channel"] = "The service provider has no UMF acqSpId, so it cannot sign for UMF merchants."
+    return errors
+
+
+def _merchant_duplicates(*, provider: ServiceProvider | None, values: Mapping[str, str], exclude_pk=None) -> dict:
+    errors: dict[str, str] = {}
+    if provider is None:
+        return errors
+    others = Merchant.objects.filter(provider=provider).exclude(pk=exclude_pk)
+    if values.get("sub_mch_id") and others.filter(sub_mch_id=values["sub_mch_id"]).exists():
+        errors["sub_mch_id"] = "Another merchant of this provider already has this sub_mch_id."
+    if values.get("umpay_acq_mer_id") and others.filter(umpay_acq_mer_id=values["umpay_acq_mer_id"]).exists():
+        errors["umpay_acq_mer_id"] = "Another merchant of this provider already has this acqMerId."
+    return errors
+
+
+def _clean_merchant_values(values: Mapping[str, str]) -> dict[str, str]:
+    return {name: (values.get(name) or "").strip() for name in MERCHANT_FIELDS}
+
+
+@transaction.atomic
+def merchant_create(
+    *,
+    provider: ServiceProvider | None,
+    channel: str,
+    values: Mapping[str, str],
+    actor: AbstractBaseUser | None,
+    actor_label: str | None = None,
+) -> Merchant:
+    """Onboard a merchant under `provider`. Raises InvalidInput naming each bad field; creates nothing then."""
+    cleaned = _clean_merchant_values(values)
+    errors = _merchant_errors(channel=channel, provider=provider, values=cleaned)
+    errors = {**_merchant_duplicates(provider=provider, values=cleaned), **errors}
+    if errors:
+        raise InvalidInput("Some fields are invalid.", details=errors)
+    try:
+        # The unique constraints settle a concurrent onboarding of the same sub_mch_id / acqMerId.
+        with transaction.atomic():
+            merchant = Merchant.objects.create(provider=provider, channel=channel, **cleaned)
+    except IntegrityError as exc:
+        raise InvalidInput(
+            details=_merchant_duplicates(provider=provider, values=cleaned)
+            or {"name": "This merchant conflicts with an existing one."}
+        ) from exc
+    audit_record(
+        actor=actor,
+        actor_label=actor_label,
+        action="merchant.create",
+        obj=merchant,
+        details={"channel": channel, **{k: v for k, v in cleaned.items() if v}},  # ids only, no secrets
+    )
+    return merchant
+
+
+@transaction.atomic
+def merchant_update(
+    *,
+    merchant: Merchant,
+    values: Mapping[str, str],
+    actor: AbstractBaseUser | None,
+    actor_label: str | None = None,
+) -> Merchant:
+    """Change a merchant's name and upstream ids (not its channel or provider: those decide whose credentials
+    sign its calls). Same per-channel rules as `merchant_create`."""
+    merchant = Merchant.objects.select_for_update(of=("self",)).select_related("provider").get(pk=merchant.pk)
+    cleaned = _clean_merchant_values(values)
+    errors = _merchant_errors(channel=merchant.channel, provider=merchant.provider, values=cleaned)
+    errors = {**_merchant_duplicates(provider=merchant.provider, values=cleaned, exclude_pk=merchant.pk), **errors}
+    if errors:
+        raise InvalidInput("Some fields are invalid.", details=errors)
+    changes = {
+        name: {"from": getattr(merchant, name), "to": value}
+        for name, value in cleaned.items()
+        if getattr(merchant, name) != value
+    }
+    if not changes:
+        return merchant
+    for name in changes:
+        setattr(merchant, name, cleaned[name])
+    try:
+        with transaction.atomic():
+            merchant.save(update_fields=list(changes))
+    except IntegrityError as exc:
+        raise InvalidInput(
+            details=_merchant_duplicates(provider=merchant.provider, values=cleaned, exclude_pk=merchant.pk)
+        ) from exc
+    audit_record(actor=actor, actor_label=actor_label, action="merchant.update", obj=merchant, details=changes)
+    return merchant
+
+
+def _store_errors(values: Mapping[str, str]) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    if "store_id" in values and not _STORE_ID_PATTERN.fullmatch(values["store_id"]):
+        errors["store_id"] = "1-32 characters without spaces."
+    if not values.get("name"):
+        errors["name"] = "This field is required."
+    elif len(values["name"]) > 128:
+        errors["name"] = "At most 128 characters."
+    if len(values.get("address", "")) > 255:
+        errors["address"] = "At most 255 characters."
+    if values.get("area_code") and not _AREA_CODE_PATTERN.fullmatch(values["area_code"]):
+        errors["area_code"] = "Up to 12 digits, e.g. 440305."
+    return errors
+
+
+@transaction.atomic
+def store_create(
+    *,
+    merchant: Merchant,
+    store_id: str,
+    name: str,
+    address: str = "",
+    area_code: str = "",
+    actor: AbstractBaseUser | None,
+    actor_label: str | None = None,
+) -> Store:
+    """Create a store. store_id is what WeChat receives as store_id: ≤32, unique per merchant (DB constraint)."""
+    values = {
+        "store_id": (store_id or "").strip(),
+        "name": (name or "").strip(),
+        "address": (address or "").strip(),
+        "area_code": (area_code or "").strip(),
+    }
+    errors = _store_errors(values)
+    if errors:
+        raise InvalidInput("Some fields are invalid.", details=errors)
+    try:
+        # The unique constraint (not a prior lookup) decides between two concurrent creations of one store_id.
+        with transaction.atomic():
+            store = Store.objects.create(merchant=merchant, **values)
+    except IntegrityError as exc:
+        raise InvalidInput(
+            details={"store_id": "This merchant already has a store with this store ID."}, code="STORE_EXISTS"
+        ) from exc
+    audit_record(
+        actor=actor,
+        actor_label=actor_label,
+        action="store.create",
+        obj=store,
+        details={"store_id": store.store_id, "name": store.name},
+    )
+    return store
+
+
+@transaction.atomic
+def store_update(
+    *,
+    store: Store,
+    name: str,
+    address: str = "",
+    area_code: str = "",
+    actor: AbstractBaseUser | None,
+    actor_label: str | None = None,
+) -> Store:
+    """Change a store's name, address and area code. Its store_id stays: payments and terminals refer to it."""
+    store = Store.objects.select_for_update(of=("self",)).select_related("merchant__provider").get(pk=store.pk)
+    values = {"name": (name or "").strip(), "address": (address or "").strip(), "area_code": (area_code or "").strip()}
+    errors = _store_errors(values)
+    if errors:
+        raise InvalidInput("Some fields are invalid.", details=errors)
+    changes = {k: {"from": getattr(store, k), "to": v} for k, v in values.items() if getattr(store, k) != v}
+    if changes:
+        for field, change in changes.items():
+            setattr(store, field, change["to"])
+        store.save(update_fields=list(changes))
+        audit_record(actor=actor, actor_label=actor_label, action="store.update", obj=store, details=changes)
+    return store

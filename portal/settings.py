@@ -83,6 +83,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "django.template.context_processors.i18n",
+                "portal.context_processors.console",
             ],
         },
     },
@@ -180,6 +181,8 @@ CELERY_BEAT_SCHEDULE = {
     # Re-drives every payment and refund whose next check is overdue: a lost task or a killed worker delays
     # resolution by at most this period, never loses it (DESIGN §5 rule 5).
     "sweep-payments": {"task": "payments.tasks.sweep", "schedule": 5.0},
+    # Re-queries PayScore orders whose state may have moved, so a lost notification never leaves them wrong.
+    "payscore-reconcile": {"task": "payscore.tasks.reconcile", "schedule": 30.0},
     "anonymise-stale-members": {
         "task": "members.tasks.anonymise_stale_members",
         "schedule": crontab(hour=3, minute=30),
@@ -237,10 +240,19 @@ AUTHINFO_CACHE_MARGIN_SECONDS = env.int("AUTHINFO_CACHE_MARGIN_SECONDS", default
 # --- Members (刷脸会员) ---
 MEMBER_RETENTION_DAYS = env.int("MEMBER_RETENTION_DAYS", default=365)  # unseen this long → personal data anonymised
 
+# --- PayScore (seconds) ---
+PAYSCORE_REFRESH_SECONDS = env.float("PAYSCORE_REFRESH_SECONDS", default=10)  # GET re-queries WeChat when older
+PAYSCORE_RECHECK_SECONDS = env.float("PAYSCORE_RECHECK_SECONDS", default=5)  # first re-query after a lost answer
+PAYSCORE_RECONCILE_PAYING_SECONDS = env.float("PAYSCORE_RECONCILE_PAYING_SECONDS", default=60)  # completed, unpaid
+PAYSCORE_RECONCILE_CREATED_SECONDS = env.float("PAYSCORE_RECONCILE_CREATED_SECONDS", default=600)  # CREATED orders
+PAYSCORE_EXPIRY_DAYS = 30  # WeChat expires CREATED orders after 30 days
+
 # --- Sandbox timing (seconds; see payments/sandbox/SCENARIOS.md) ---
 SANDBOX_SETTLE_SECONDS = env.float("SANDBOX_SETTLE_SECONDS", default=10)  # USERPAYING → paid/failed after this
 SANDBOX_REFUND_SECONDS = env.float("SANDBOX_REFUND_SECONDS", default=5)  # refund PROCESSING → SUCCESS after this
 SANDBOX_TIMEOUT_SLEEP_SECONDS = env.float("SANDBOX_TIMEOUT_SLEEP_SECONDS", default=15)  # > the 10 s read timeout
+# In the embedded demo the sandbox's PayScore users confirm and pay by themselves (tests choose per order).
+SANDBOX_PAYSCORE_DEFAULT_SCENARIO = env.str("SANDBOX_PAYSCORE_DEFAULT_SCENARIO", default="")
 
 LOGGING = {
     "version": 1,

@@ -3,18 +3,27 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from members import console_urls as member_console_urls
 from members import urls as member_urls
+from payments import console_urls as payment_console_urls
 from payments import urls as payment_urls
-from portal import api, health, views
+from payscore import urls as payscore_urls
+from portal import api, health, onboarding_urls, views
 
 terminal_v1 = [
     path("heartbeat", api.HeartbeatApi.as_view(), name="heartbeat"),
     *payment_urls.terminal_v1,
     *member_urls.terminal_v1,
+    *payscore_urls.terminal_v1,
 ]
 
 console = [
     path("", views.home, name="home"),
+    path("dashboard/live", views.dashboard_live, name="dashboard_live"),
+    path("audit/", views.audit_list, name="audit_list"),
+    *payment_console_urls.urlpatterns,
+    *onboarding_urls.urlpatterns,
+    *member_console_urls.urlpatterns,
     path("login/", views.LoginView.as_view(), name="login"),
     path("logout/", views.LogoutView.as_view(), name="logout"),
     path("password/", views.PasswordChangeView.as_view(), name="password_change"),
@@ -27,7 +36,7 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("api/terminal/v1/", include((terminal_v1, "terminal"))),
     path("api/staff/v1/", include((payment_urls.staff_v1, "staff"))),
-    path("notify/", include((payment_urls.notify, "notify"))),
+    path("notify/", include(([*payment_urls.notify, *payscore_urls.notify], "notify"))),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/schema/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="schema-docs"),
     path("api/schema/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="schema-redoc"),

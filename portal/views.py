@@ -5,11 +5,13 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
 from django.shortcuts import render
 from django.urls import reverse_lazy
 from django.utils.translation import gettext as _
 
 from portal import selectors
+from portal.permissions import Action, require
 
 
 class LoginView(auth_views.LoginView):
@@ -32,11 +34,63 @@ class PasswordChangeView(auth_views.PasswordChangeView):
 
 @login_required
 def home(request):
-    membership = selectors.membership_of(request.user)
-    context = {
-        "membership": membership,
-        "merchants": selectors.merchants_visible_to(request.user)[:50],
-        "stores": selectors.stores_visible_to(request.user)[:50],
-        "devices": selectors.devices_visible_to(request.user)[:100],
+    return render(request, "portal/dashboard.html", _dashboard_context(request.user))
+
+
+@login_required
+def dashboard_live(request):
+    """HTMX: the parts of the dashboard that change, polled every few seconds."""
+    return render(request, "portal/_dashboard_live.html", _dashboard_context(request.user))
+
+
+def _dashboard_context(user) -> dict:
+    from payments.selectors import dashboard
+
+    data = dashboard(user)
+    width, height, gap = 560, 160, 6
+    bar = (width - gap * (len(data["series"]) - 1)) // len(data["series"])
+    top = data["max_volume"] or 1
+    bars = []
+    for index, point in enumerate(data["series"]):
+        bar_height = point["volume"] * (height - 20) // top
+        bars.append(
+            {**point, "x": index * (bar + gap), "width": bar, "height": bar_height, "y": height - 20 - bar_height}
+        )
+    return {
+        **data,
+        "bars": bars,
+        "chart_width": width,
+        "chart_height": height,
+        "merchants": selectors.merchants_visible_to(user)[:5],
     }
-    return render(request, "portal/home.html", context)
+
+
+@login_required
+def audit_list(request):
+    require(request.user, Action.VIEW_AUDIT)
+    entries = selectors.audit_visible_to(request.user).select_related("merchant")
+    if action := request.GET.get("action", "").strip():
+        entries = entries.filter(action__startswith=action)
+    if actor := request.GET.get("actor", "").strip():
+        entries = entries.filter(actor_label__icontains=actor)
+    if day := request.GET.get("date", "").strip():
+        entries = entries.filter(created_at__date=day) if _is_iso_date(day) else entries
+    page = Paginator(entries, 50).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    actions = selectors.audit_visible_to(request.user).values_list("action", flat=True).distinct().order_by("action")
+    return render(
+        request,
+        "portal/audit.html",
+        {"page": page, "filters": request.GET, "query": query.urlencode(), "actions": actions},
+    )
+
+
+def _is_iso_date(text: str) -> bool:
+    from datetime import date
+
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True

@@ -57,6 +57,12 @@ def requires_postgres():
 
 
 @pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    """Passwords are still hashed and checked; only the deliberately slow work factor is skipped in tests."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def _fresh_cache():
     """Throttle counters live in the cache; each test starts with none."""
     from django.core.cache import cache
@@ -75,3 +81,7 @@ def _in_memory_broker():
     app.conf.broker_url = "memory://"
     app.conf.broker_transport_options = {}
     yield
+
+
+# A merchant wired to the in-process sandbox with a shared fake clock (payments, console, PayScore tests).
+from tests.shop import make_shop, shop  # noqa: E402, F401

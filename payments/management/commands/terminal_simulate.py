@@ -19,8 +19,10 @@ class Command(BaseCommand):
         parser.add_argument("--scenario", default="", help="a sandbox scenario name; sets the amount's last digits")
         parser.add_argument("--server", default="http://127.0.0.1:8000")
         parser.add_argument("--count", type=int, default=1)
+        parser.add_argument("--payscore", action="store_true", help="run a PayScore service order (seed 003)")
+        parser.add_argument("--member", action="store_true", help="identify a member, then activate the card")
 
-    def handle(self, *args, device, secret, amount, method, scenario, server, count, **options):
+    def handle(self, *args, device, secret, amount, method, scenario, server, count, payscore, member, **options):
         if not secret:
             found = Device.objects.filter(device_id=device).first()
             if found is None:
@@ -40,12 +42,26 @@ class Command(BaseCommand):
         sandbox = httpx.Client(base_url=server.rstrip("/") + "/sandbox/", timeout=10)
         failures = 0
         for number in range(1, count + 1):
-            self.stdout.write(f"Payment {number}/{count}: ¥{amount / 100:.2f} by {method} on {device}")
-            result = run_payment(terminal, sandbox=sandbox, amount=amount, method=method, say=self.stdout.write)
+            if payscore:
+                from payscore.simulator import run_payscore
+
+                self.stdout.write(f"PayScore order {number}/{count}: ¥{amount / 100:.2f} on {device}")
+                result = run_payscore(terminal, sandbox=sandbox, amount=amount, say=self.stdout.write)
+                final = f"{result.out_order_no} {result.state} {result.collection_state}"
+            elif member:
+                from members.simulator import run_member
+
+                self.stdout.write(f"Member visit {number}/{count} on {device}")
+                result = run_member(terminal, sandbox=sandbox, say=self.stdout.write)
+                final = result.summary
+            else:
+                self.stdout.write(f"Payment {number}/{count}: ¥{amount / 100:.2f} by {method} on {device}")
+                result = run_payment(terminal, sandbox=sandbox, amount=amount, method=method, say=self.stdout.write)
+                final = f"{result.out_trade_no} {result.status}"
             if result.error:
                 failures += 1
                 self.stderr.write(f"  error: {result.error}")
             else:
-                self.stdout.write(self.style.SUCCESS(f"  final: {result.out_trade_no} {result.status}"))
+                self.stdout.write(self.style.SUCCESS(f"  final: {final}"))
         if failures:
-            raise CommandError(f"{failures} of {count} simulated payments did not finish")
+            raise CommandError(f"{failures} of {count} simulated runs did not finish")

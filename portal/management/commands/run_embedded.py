@@ -67,14 +67,16 @@ class Command(BaseCommand):
                 str(settings.VAR_DIR / "celerybeat-schedule"),
             ],
         }
-        processes = {name: subprocess.Popen(cmd, cwd=settings.BASE_DIR) for name, cmd in commands.items()}
+        # The demo's sandbox users confirm and pay PayScore orders by themselves (unless configured otherwise).
+        environment = {"SANDBOX_PAYSCORE_DEFAULT_SCENARIO": "PAYSCORE_AUTO", **os.environ}
+        processes = {
+            name: subprocess.Popen(cmd, cwd=settings.BASE_DIR, env=environment) for name, cmd in commands.items()
+        }
         base = f"http://{addr}"
         _wait_for_port(addr, timeout=30)
         self.stdout.write(
             self.style.SUCCESS(
-                f"\n  Console:     {base}/\n"
-                f"  API schema:  {base}/api/schema/docs/\n"
-                f"  Health:      {base}/healthz\n"
+                f"\n  Console:     {base}/\n  API schema:  {base}/api/schema/docs/\n  Health:      {base}/healthz\n"
             )
         )
         self.stdout.write(demo_summary.getvalue())

@@ -1,0 +1,16 @@
+"""Console pages for payments (session login); included by portal/urls.py in the "portal" namespace."""
+
+from django.urls import path
+
+from payments import views
+
+urlpatterns = [
+    path("payments/", views.payment_list, name="payment_list"),
+    path("payments/export.csv", views.payment_export, name="payment_export"),
+    path("payments/<int:pk>/", views.payment_detail, name="payment_detail"),
+    path("payments/<int:pk>/refund", views.payment_refund, name="payment_refund"),
+    path("payments/<int:pk>/reverse", views.payment_reverse, name="payment_reverse"),
+    path("payments/<int:pk>/refresh", views.payment_refresh, name="payment_refresh"),
+    path("payments/<int:pk>/resolve", views.payment_resolve_attention, name="payment_resolve"),
+    path("payments/<int:pk>/status", views.payment_status_fragment, name="payment_status"),
+]

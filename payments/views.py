@@ -1,0 +1,237 @@
+"""Console pages for payments: list with filters and CSV, detail with the event timeline, and staff actions.
+Every query is scoped (`payments_visible_to`); every action checks the role and goes through a service."""
+
+from __future__ import annotations
+
+import csv
+from decimal import Decimal, InvalidOperation
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+
+from payments import selectors, services
+from payments.models import Payment, PaymentStatus
+from portal.errors import DomainError
+from portal.models import Merchant
+from portal.permissions import Action, require
+from portal.selectors import devices_visible_to, stores_visible_to
+
+
+def _payment(request, pk: int) -> Payment:
+    return get_object_or_404(selectors.payments_visible_to(request.user), pk=pk)
+
+
+@login_required
+def payment_list(request):
+    queryset = selectors.filter_payments(selectors.payments_visible_to(request.user), request.GET)
+    page = Paginator(queryset, 50).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "payments/list.html",
+        {
+            "page": page,
+            "query": query.urlencode(),
+            "filters": request.GET,
+            "statuses": PaymentStatus.choices,
+            "channels": Merchant.Channel.choices,
+            "methods": Payment.Method.choices,
+            "stores": stores_visible_to(request.user),
+            "devices": devices_visible_to(request.user),
+        },
+    )
+
+
+class _Echo:
+    def write(self, value):
+        return value
+
+
+@login_required
+def payment_export(request):
+    queryset = selectors.filter_payments(selectors.payments_visible_to(request.user), request.GET)
+    writer = csv.writer(_Echo())
+    header = [
+        "out_trade_no",
+        "created_at",
+        "status",
+        "total_fee_fen",
+        "refunded_fee_fen",
+        "channel",
+        "method",
+        "wallet",
+        "merchant",
+        "store_id",
+        "device_id",
+        "transaction_id",
+        "openid",
+        "err_code",
+    ]
+
+    def rows():
+        yield "\ufeff" + writer.writerow(header)  # BOM: Excel opens the Chinese text correctly
+        for payment in queryset.iterator(chunk_size=500):
+            yield writer.writerow(
+                [
+                    payment.out_trade_no,
+                    timezone.localtime(payment.created_at).isoformat(),
+                    payment.status,
+                    payment.total_fee,
+                    payment.refunded_fee,
+                    payment.channel,
+                    payment.method,
+                    payment.wallet,
+                    payment.merchant.name,
+                    payment.store.store_id,
+                    payment.device.device_id if payment.device else "",
+                    payment.transaction_id,
+                    payment.openid,
+                    payment.err_code,
+                ]
+            )
+
+    response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="payments-{timezone.localdate():%Y%m%d}.csv"'
+    return response
+
+
+@login_required
+def payment_detail(request, pk: int):
+    payment = _payment(request, pk)
+    return render(
+        request,
+        "payments/detail.html",
+        {
+            "payment": payment,
+            "events": payment.events.select_related("actor_user", "refund"),
+            "refunds": payment.refunds.all(),
+            "resolutions": services.RESOLUTIONS,
+            "refundable": payment.total_fee - payment.reserved_refund_fee,
+            "is_settled": payment.status not in (PaymentStatus.PAYING, PaymentStatus.REVERSING)
+            and not payment.refunds.filter(status__in=("PENDING", "PROCESSING")).exists(),
+        },
+    )
+
+
+@login_required
+def payment_status_fragment(request, pk: int):
+    """HTMX: the status block of the detail page, polled while the payment or a refund is still moving."""
+    payment = _payment(request, pk)
+    moving = (
+        payment.status in (PaymentStatus.PAYING, PaymentStatus.REVERSING)
+        or payment.refunds.filter(status__in=("PENDING", "PROCESSING")).exists()
+    )
+    response = render(
+        request,
+        "payments/_status.html",
+        {"payment": payment, "refunds": payment.refunds.all(), "is_settled": not moving},
+    )
+    if not moving:
+        response["HX-Refresh"] = "true"  # settled: reload once so the timeline and actions are current
+    return response
+
+
+def _yuan_to_fen(text: str) -> int | None:
+    """'12.34' → 1234. Exact decimal arithmetic; more than two decimals or a non-number is refused."""
+    try:
+        value = Decimal(text.strip())
+    except (InvalidOperation, AttributeError):
+        return None
+    if value != value.quantize(Decimal("0.01")) or value <= 0:
+        return None
+    return int(value * 100)
+
+
+@login_required
+def payment_refund(request, pk: int):
+    require(request.user, Action.REFUND)
+    payment = _payment(request, pk)
+    errors: dict[str, str] = {}
+    amount_text = request.POST.get("amount", "") if request.method == "POST" else ""
+    reason = request.POST.get("reason", "").strip() if request.method == "POST" else ""
+    fee = _yuan_to_fen(amount_text) if amount_text else None
+    if request.method == "POST":
+        if fee is None:
+            errors["amount"] = _("Enter an amount in yuan, e.g. 12.34.")
+        elif fee > payment.total_fee - payment.reserved_refund_fee:
+            errors["amount"] = _("More than what is left to refund.")
+        if len(reason) > 80:
+            errors["reason"] = _("At most 80 characters.")
+        if not errors and request.POST.get("confirmed") == "1":
+            try:
+                services.refund_create(payment=payment, refund_fee=fee, reason=reason, user=request.user)
+            except DomainError as exc:
+                errors = {key: str(value) for key, value in exc.details.items()} or {"amount": exc.message}
+            else:
+                messages.success(request, _("Refund requested; it is being processed."))
+                return redirect("portal:payment_detail", pk=payment.pk)
+    confirming = request.method == "POST" and not errors and request.POST.get("confirmed") != "1"
+    return render(
+        request,
+        "payments/refund.html",
+        {
+            "payment": payment,
+            "errors": errors,
+            "amount": amount_text,
+            "reason": reason,
+            "fee": fee,
+            "confirming": confirming,
+            "refundable": payment.total_fee - payment.reserved_refund_fee,
+        },
+        status=400 if errors else 200,
+    )
+
+
+@login_required
+@require_POST
+def payment_reverse(request, pk: int):
+    require(request.user, Action.REVERSE)
+    payment = _payment(request, pk)
+    try:
+        services.payment_cancel(payment=payment, actor="STAFF", user=request.user)
+    except DomainError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, _("Reverse requested; it is sent no sooner than 15 s after the payment call."))
+    return redirect("portal:payment_detail", pk=payment.pk)
+
+
+@login_required
+@require_POST
+def payment_refresh(request, pk: int):
+    require(request.user, Action.RESOLVE)
+    payment = _payment(request, pk)
+    try:
+        payment = services.payment_refresh(payment=payment, user=request.user)
+    except DomainError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, _("Asked the channel; the answer is in the timeline."))
+    return redirect("portal:payment_detail", pk=payment.pk)
+
+
+@login_required
+@require_POST
+def payment_resolve_attention(request, pk: int):
+    require(request.user, Action.RESOLVE)
+    payment = _payment(request, pk)
+    try:
+        services.payment_resolve_attention(
+            payment=payment,
+            outcome=request.POST.get("outcome", ""),
+            note=request.POST.get("note", ""),
+            user=request.user,
+        )
+    except DomainError as exc:
+        for message in exc.details.values() or [exc.message]:
+            messages.error(request, message)
+    else:
+        messages.success(request, _("Payment settled."))
+    return redirect("portal:payment_detail", pk=payment.pk)

@@ -1,0 +1,51 @@
+"""What each console role may do. Views ask `can(user, Action.X)`; queries are scoped separately by
+`portal.selectors.scope_queryset` (which rows a user sees) — both are needed on every page."""
+
+from __future__ import annotations
+
+import enum
+
+from django.core.exceptions import PermissionDenied
+
+from portal.models import StaffMembership
+from portal.selectors import membership_of
+
+
+class Action(enum.StrEnum):
+    VIEW = "view"
+    MANAGE_MERCHANTS = "manage_merchants"  # onboard, edit, credentials, suspend (provider admins)
+    MANAGE_STORES = "manage_stores"  # stores and devices
+    REFUND = "refund"
+    REVERSE = "reverse"
+    RESOLVE = "resolve"  # refresh a payment, settle an ATTENTION payment
+    PAYSCORE = "payscore"  # complete / cancel / sync PayScore orders
+    ERASE_MEMBER = "erase_member"
+    VIEW_AUDIT = "view_audit"
+
+
+Role = StaffMembership.Role
+ROLE_ACTIONS: dict[str, frozenset[Action]] = {
+    Role.PROVIDER_ADMIN: frozenset(Action),
+    Role.PROVIDER_REVIEWER: frozenset({Action.VIEW, Action.RESOLVE, Action.VIEW_AUDIT}),
+    Role.MERCHANT_ADMIN: frozenset(Action) - {Action.MANAGE_MERCHANTS},
+    Role.MERCHANT_STAFF: frozenset({Action.VIEW}),
+}
+
+
+def can(user, action: Action) -> bool:
+    if user is None or not user.is_authenticated:
+        return False
+    if user.is_superuser:
+        return True
+    membership = membership_of(user)
+    return membership is not None and action in ROLE_ACTIONS[membership.role]
+
+
+def require(user, action: Action) -> None:
+    if not can(user, action):
+        raise PermissionDenied(f"Your role cannot {action.value.replace('_', ' ')}.")
+
+
+def allowed_actions(user) -> set[str]:
+    """For templates: {"refund", "reverse", …} the user may do."""
+    return {action.value for action in Action if can(user, action)}
