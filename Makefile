@@ -27,6 +27,7 @@ lint: install
 	$(BIN)/ruff check .
 
 # Re-extract and compile the console's translations (needs gettext; the compiled .mo files are committed).
+# Template strings live in locale/ (project), Python strings in each app's locale/. Review fuzzy entries after.
 messages: install
 	$(BIN)/python manage.py makemessages -l zh_Hans --ignore ".venv/*" --ignore "tests/*" --ignore "var/*"
 	$(BIN)/python manage.py compilemessages -l zh_Hans --ignore ".venv/*"

@@ -251,6 +251,9 @@ PAYSCORE_EXPIRY_DAYS = 30  # WeChat expires CREATED orders after 30 days
 SANDBOX_SETTLE_SECONDS = env.float("SANDBOX_SETTLE_SECONDS", default=10)  # USERPAYING → paid/failed after this
 SANDBOX_REFUND_SECONDS = env.float("SANDBOX_REFUND_SECONDS", default=5)  # refund PROCESSING → SUCCESS after this
 SANDBOX_TIMEOUT_SLEEP_SECONDS = env.float("SANDBOX_TIMEOUT_SLEEP_SECONDS", default=15)  # > the 10 s read timeout
+# Chaos mode for fault runs: "<fraction>[:kind,kind…]" of money calls misbehave (payments/sandbox/chaos.py). Off.
+SANDBOX_CHAOS = env.str("SANDBOX_CHAOS", default="")
+SANDBOX_CHAOS_DELAY_SECONDS = env.float("SANDBOX_CHAOS_DELAY_SECONDS", default=2)  # longest chaos "delay"
 # In the embedded demo the sandbox's PayScore users confirm and pay by themselves (tests choose per order).
 SANDBOX_PAYSCORE_DEFAULT_SCENARIO = env.str("SANDBOX_PAYSCORE_DEFAULT_SCENARIO", default="")
 
