@@ -4,7 +4,6 @@ Every query is scoped (`payments_visible_to`); every action checks the role and 
 from __future__ import annotations
 
 import csv
-from decimal import Decimal, InvalidOperation
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -19,6 +18,7 @@ from payments import selectors, services
 from payments.models import Payment, PaymentStatus
 from portal.errors import DomainError
 from portal.models import Merchant
+from portal.money import yuan_to_fen
 from portal.permissions import Action, require
 from portal.selectors import devices_visible_to, stores_visible_to
 
@@ -138,17 +138,6 @@ def payment_status_fragment(request, pk: int):
     return response
 
 
-def _yuan_to_fen(text: str) -> int | None:
-    """'12.34' → 1234. Exact decimal arithmetic; more than two decimals or a non-number is refused."""
-    try:
-        value = Decimal(text.strip())
-    except (InvalidOperation, AttributeError):
-        return None
-    if value != value.quantize(Decimal("0.01")) or value <= 0:
-        return None
-    return int(value * 100)
-
-
 @login_required
 def payment_refund(request, pk: int):
     require(request.user, Action.REFUND)
@@ -156,7 +145,7 @@ def payment_refund(request, pk: int):
     errors: dict[str, str] = {}
     amount_text = request.POST.get("amount", "") if request.method == "POST" else ""
     reason = request.POST.get("reason", "").strip() if request.method == "POST" else ""
-    fee = _yuan_to_fen(amount_text) if amount_text else None
+    fee = yuan_to_fen(amount_text) if amount_text else None
     if request.method == "POST":
         if fee is None:
             errors["amount"] = _("Enter an amount in yuan, e.g. 12.34.")

@@ -7,6 +7,7 @@ from members import console_urls as member_console_urls
 from members import urls as member_urls
 from payments import console_urls as payment_console_urls
 from payments import urls as payment_urls
+from payscore import console_urls as payscore_console_urls
 from payscore import urls as payscore_urls
 from portal import api, health, onboarding_urls, views
 
@@ -24,6 +25,7 @@ console = [
     *payment_console_urls.urlpatterns,
     *onboarding_urls.urlpatterns,
     *member_console_urls.urlpatterns,
+    *payscore_console_urls.urlpatterns,
     path("login/", views.LoginView.as_view(), name="login"),
     path("logout/", views.LogoutView.as_view(), name="logout"),
     path("password/", views.PasswordChangeView.as_view(), name="password_change"),
