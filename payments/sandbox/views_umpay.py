@@ -22,7 +22,7 @@ from django.views.decorators.http import require_POST
 
 from payments.gateways import umpay
 
-from . import book, clock, identity, scenarios
+from . import book, chaos, clock, identity, scenarios
 from .models import SandboxAuthinfo, SandboxUmpayOrder, SandboxUmpayProvider, SandboxUmpayRefund
 from .scenarios import Scenario
 from .services import preset_for
@@ -70,17 +70,25 @@ def _authenticate(request: HttpRequest) -> Call | HttpResponse:
     return Call(provider, {k: str(v) for k, v in fields.items()}, request.META.get(scenarios.META_HEADER))
 
 
-def _endpoint(view: Callable[[Call], HttpResponse]) -> Callable:
+def _endpoint(view: Callable[[Call], HttpResponse], *, has_chaos: bool = False) -> Callable:
+    """`has_chaos`: the endpoint misbehaves for a fraction of calls when SANDBOX_CHAOS is set (chaos.py)."""
+
     @csrf_exempt
     @require_POST
     def wrapper(request: HttpRequest) -> HttpResponse:
         call = _authenticate(request)
         if isinstance(call, HttpResponse):
             return call
-        try:
-            return view(call)
-        except scenarios.UnknownScenario as exc:
-            return HttpResponse(str(exc), status=400, content_type="text/plain; charset=utf-8")
+
+        def process() -> HttpResponse:
+            try:
+                return view(call)
+            except scenarios.UnknownScenario as exc:
+                return HttpResponse(str(exc), status=400, content_type="text/plain; charset=utf-8")
+
+        if has_chaos:
+            return chaos.apply(request, process, spoil=chaos.spoil_umpay_signature)
+        return process()
 
     wrapper.__name__ = view.__name__
     return wrapper
@@ -212,7 +220,7 @@ def _micropay(call: Call) -> HttpResponse:
     return _micropay_answer(order)
 
 
-micropay = _endpoint(_micropay)
+micropay = _endpoint(_micropay, has_chaos=True)
 
 
 def _find(call: Call, *, for_update: bool = False) -> SandboxUmpayOrder | None:
@@ -244,7 +252,7 @@ def _query_order(call: Call) -> HttpResponse:
     )
 
 
-query_order = _endpoint(_query_order)
+query_order = _endpoint(_query_order, has_chaos=True)
 
 
 def _cancel_order(call: Call) -> HttpResponse:
@@ -266,7 +274,7 @@ def _cancel_order(call: Call) -> HttpResponse:
     return _respond({"respCode": "00", "respMsg": "撤销成功", "orderNo": order.order_no, "txnAmt": str(order.txn_amt)})
 
 
-cancel_order = _endpoint(_cancel_order)
+cancel_order = _endpoint(_cancel_order, has_chaos=True)
 
 
 # --- refund / refundQuery ----------------------------------------------------------------------------------------
@@ -329,7 +337,7 @@ def _refund(call: Call) -> HttpResponse:
     return _refund_answer(refund)
 
 
-refund = _endpoint(_refund)
+refund = _endpoint(_refund, has_chaos=True)
 
 
 def _refund_query(call: Call) -> HttpResponse:
@@ -358,4 +366,4 @@ def _refund_query(call: Call) -> HttpResponse:
     )
 
 
-refund_query = _endpoint(_refund_query)
+refund_query = _endpoint(_refund_query, has_chaos=True)

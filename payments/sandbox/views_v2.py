@@ -23,7 +23,7 @@ from django.views.decorators.http import require_POST
 
 from payments.gateways import wechatpay_v2 as v2
 
-from . import book, clock, identity, scenarios
+from . import book, chaos, clock, identity, scenarios
 from .models import SandboxAuthinfo, SandboxWechatMerchant, SandboxWechatOrder, SandboxWechatRefund
 from .scenarios import Scenario
 from .services import preset_for
@@ -95,17 +95,27 @@ def _error(call: Call, err_code: str, err_code_des: str, **extra: object) -> Htt
     return _answer(call, {"result_code": "FAIL", "err_code": err_code, "err_code_des": err_code_des, **extra})
 
 
-def _endpoint(view: Callable[[Call], HttpResponse], *, sign_type_required: bool = False) -> Callable:
+def _endpoint(
+    view: Callable[[Call], HttpResponse], *, sign_type_required: bool = False, has_chaos: bool = False
+) -> Callable:
+    """`has_chaos`: the endpoint misbehaves for a fraction of calls when SANDBOX_CHAOS is set (chaos.py)."""
+
     @csrf_exempt
     @require_POST
     def wrapper(request: HttpRequest) -> HttpResponse:
         call = _authenticate(request, sign_type_required=sign_type_required)
         if isinstance(call, HttpResponse):
             return call
-        try:
-            return view(call)
-        except scenarios.UnknownScenario as exc:
-            return HttpResponse(str(exc), status=400, content_type="text/plain; charset=utf-8")
+
+        def process() -> HttpResponse:
+            try:
+                return view(call)
+            except scenarios.UnknownScenario as exc:
+                return HttpResponse(str(exc), status=400, content_type="text/plain; charset=utf-8")
+
+        if has_chaos:
+            return chaos.apply(request, process, spoil=chaos.spoil_v2_signature)
+        return process()
 
     wrapper.__name__ = view.__name__
     return wrapper
@@ -266,7 +276,7 @@ def _micropay(call: Call) -> HttpResponse:
     return _micropay_answer(call, order)
 
 
-micropay = _endpoint(_micropay)
+micropay = _endpoint(_micropay, has_chaos=True)
 
 
 # --- orderquery / reverse ----------------------------------------------------------------------------------------
@@ -323,7 +333,7 @@ def _orderquery(call: Call) -> HttpResponse:
     return _answer(call, fields)
 
 
-orderquery = _endpoint(_orderquery)
+orderquery = _endpoint(_orderquery, has_chaos=True)
 
 
 def _reverse(call: Call) -> HttpResponse:
@@ -353,7 +363,7 @@ def _reverse(call: Call) -> HttpResponse:
     return _answer(call, {"result_code": "SUCCESS", "recall": "N"})
 
 
-reverse = _endpoint(_reverse)
+reverse = _endpoint(_reverse, has_chaos=True)
 
 
 # --- refund / refundquery ----------------------------------------------------------------------------------------
@@ -414,7 +424,7 @@ def _refund(call: Call) -> HttpResponse:
     return _answer(call, _refund_fields(order, refund))
 
 
-refund = _endpoint(_refund)
+refund = _endpoint(_refund, has_chaos=True)
 
 
 def _refundquery(call: Call) -> HttpResponse:
@@ -461,4 +471,4 @@ def _refundquery(call: Call) -> HttpResponse:
     return _answer(call, fields)
 
 
-refundquery = _endpoint(_refundquery)
+refundquery = _endpoint(_refundquery, has_chaos=True)

@@ -1,0 +1,344 @@
+"""`make bench`: throughput and latency of the terminal API on gunicorn + PostgreSQL + Redis, against a baseline,
+with the upstream played by the sandbox in its own gunicorn (added latency configurable); PostgreSQL's own insert
+rate and commits per payment from the same run; protocol CPU cost against wechatpy / wechatpayv3; a pyinstrument
+profile of the slowest path. Writes bench/results/bench.json and bench/results/bench.md.
+
+    python -m bench.bench [--terminals 100] [--seconds 20] [--warmup 5] [--latency-ms 0]
+
+The load generator runs on the same machine (its own processes): on 2 cores it takes CPU from the server, so the
+absolute numbers are lower bounds; the ratios to the baseline are measured under the same handicap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import statistics
+import subprocess
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.cluster import ROOT, Cluster, django_setup
+from bench.faults import machine
+
+SCENARIOS = ("a_baseline", "b_payment_success", "c_authinfo_cache_hit", "d_payment_get")
+LABELS = {
+    "a_baseline": "(a) baseline: authenticate + 1 INSERT",
+    "b_payment_success": "(b) POST payments → SUCCESS",
+    "c_authinfo_cache_hit": "(c) POST face/authinfo (cache hit)",
+    "d_payment_get": "(d) GET payments/{no}",
+}
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[index]
+
+
+def _worker(args: tuple) -> list[tuple[float, float, int, str]]:
+    """One load process: threads, one per terminal; returns (start, seconds, status, out_trade_no) per request."""
+    scenario, app_url, terminals, stop_at = args
+    from bench.badinput import signed_request
+    from payments.simulator import random_payment_code
+
+    records: list[tuple[float, float, int, str]] = []
+    lock = threading.Lock()
+
+    def terminal(spec: dict[str, str]) -> None:
+        client = httpx.Client(base_url=app_url, timeout=60)
+        local = []
+        while time.time() < stop_at:
+            if scenario == "a_baseline":
+                method, path, body = "POST", "/bench/baseline", b"{}"
+            elif scenario == "b_payment_success":
+                payload = {"total_fee": 1000, "body": "bench", "auth_code": random_payment_code(), "method": "CODE"}
+                method, path, body = "POST", "/api/terminal/v1/payments", json.dumps(payload).encode()
+            elif scenario == "c_authinfo_cache_hit":
+                method, path = "POST", "/api/terminal/v1/face/authinfo"
+                body = json.dumps({"rawdata": spec["rawdata"]}).encode()
+            else:
+                method, path, body = "GET", f"/api/terminal/v1/payments/{spec['out_trade_no']}", b""
+            request = signed_request(
+                client, device_id=spec["device_id"], secret=spec["secret"], method=method, path=path, query=None,
+                body=body,
+            )  # fmt: skip
+            started = time.time()
+            t0 = time.perf_counter()
+            try:
+                response = client.send(request)
+                status = response.status_code
+                number = response.json().get("out_trade_no", "") if scenario == "b_payment_success" else ""
+            except (httpx.HTTPError, ValueError):
+                status, number = 0, ""
+            local.append((started, time.perf_counter() - t0, status, number))
+        client.close()
+        with lock:
+            records.extend(local)
+
+    threads = [threading.Thread(target=terminal, args=(spec,)) for spec in terminals]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return records
+
+
+def drive(scenario: str, app_url: str, terminals: list[dict], seconds: float, warmup: float, processes: int):
+    start = time.time()
+    measure_from, stop_at = start + warmup, start + warmup + seconds
+    chunks = [terminals[i::processes] for i in range(processes)]
+    with multiprocessing.get_context("spawn").Pool(processes) as pool:
+        parts = pool.map(_worker, [(scenario, app_url, chunk, stop_at) for chunk in chunks])
+    records = [r for part in parts for r in part if measure_from <= r[0] and r[0] + r[1] <= stop_at]
+    ok = [r for r in records if 200 <= r[2] < 300]
+    latencies = [r[1] * 1000 for r in ok]
+    return {
+        "requests": len(ok),
+        "errors": len(records) - len(ok),
+        "error_statuses": sorted({r[2] for r in records if not 200 <= r[2] < 300}),
+        "rps": len(ok) / seconds,
+        "p50_ms": percentile(latencies, 50),
+        "p95_ms": percentile(latencies, 95),
+        "p99_ms": percentile(latencies, 99),
+        "mean_ms": statistics.fmean(latencies) if latencies else float("nan"),
+    }, [(r[3], r[1] * 1000) for r in ok if r[3]]
+
+
+def pg_commits(cluster: Cluster) -> int:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
+        return int(cursor.fetchone()[0])
+
+
+def pgbench_insert_rate(cluster: Cluster, clients: int, seconds: int) -> dict[str, Any]:
+    """PostgreSQL's own single-row INSERT rate (one commit each), measured with pgbench on the same server."""
+    import shutil
+
+    pgbench = shutil.which("pgbench") or str(cluster.pg_binaries / "pgbench")
+    script = cluster.run_dir / "insert.sql"
+    script.write_text("INSERT INTO bench_pgbench_row (device_id) VALUES (1);\n")
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE TABLE IF NOT EXISTS bench_pgbench_row "
+            "(id bigserial PRIMARY KEY, device_id bigint NOT NULL, created_at timestamptz NOT NULL DEFAULT now())"
+        )
+    result = subprocess.run(
+        [pgbench, "-h", "127.0.0.1", "-p", str(cluster.pg_port), "-U", "facepay", "-n", "-c", str(clients),
+         "-j", "2", "-T", str(seconds), "-f", str(script), "postgres"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    tps = next(
+        float(line.split("=")[1].split()[0]) for line in result.stdout.splitlines() if line.startswith("tps")
+    )
+    latency = next((line for line in result.stdout.splitlines() if line.startswith("latency average")), "")
+    return {"clients": clients, "seconds": seconds, "inserts_per_second": tps, "latency": latency.strip()}
+
+
+def prepare(cluster: Cluster, terminals: int) -> list[dict[str, str]]:
+    import io
+    import secrets
+
+    from django.core.management import call_command
+
+    from payments.terminal_client import TerminalClient
+    from portal import services
+    from portal.models import Store
+
+    call_command("seed_demo", stdout=io.StringIO())
+    store = Store.objects.get(store_id="SZ-NS-001")  # WeChat direct
+    specs = []
+    for index in range(terminals):
+        device, secret = services.device_register(
+            store=store, device_id=f"BENCH-{index:04d}", actor=None, actor_label="bench"
+        )
+        specs.append({"device_id": device.device_id, "secret": secret, "rawdata": secrets.token_urlsafe(192)})
+    # Warm the caches (c) and make one payment per device to read in (d).
+    from payments.simulator import random_payment_code
+
+    for spec in specs:
+        terminal = TerminalClient(cluster.app_url, device_id=spec["device_id"], secret=spec["secret"])
+        assert terminal.post("face/authinfo", {"rawdata": spec["rawdata"]}).status_code == 200
+        order = terminal.post(
+            "payments", {"total_fee": 1000, "body": "bench", "auth_code": random_payment_code(), "method": "CODE"}
+        ).json()
+        assert order["status"] == "SUCCESS", order
+        spec["out_trade_no"] = order["out_trade_no"]
+        terminal.close()
+    return specs
+
+
+def profile_payments(cluster: Cluster, spec: dict[str, str], count: int, out: Path) -> str:
+    """pyinstrument over `count` POST payments served in this process (upstream: the sandbox server)."""
+    from pyinstrument import Profiler
+
+    from payments.simulator import random_payment_code
+    from payments.terminal_client import TerminalClient
+    from portal.wsgi import application
+
+    terminal = TerminalClient(
+        "http://127.0.0.1", device_id=spec["device_id"], secret=spec["secret"],
+        transport=httpx.WSGITransport(app=application),
+    )  # fmt: skip
+
+    def pay() -> None:
+        payload = {"total_fee": 1000, "body": "b", "auth_code": random_payment_code(), "method": "CODE"}
+        terminal.post("payments", payload)
+
+    for _ in range(10):
+        pay()
+    profiler = Profiler(interval=0.0005)
+    profiler.start()
+    for _ in range(count):
+        pay()
+    profiler.stop()
+    text = profiler.output_text(unicode=True, color=False, show_all=False)
+    out.write_text(text)
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--terminals", type=int, default=100)
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--warmup", type=float, default=5)
+    parser.add_argument("--latency-ms", type=float, default=0, help="added upstream latency (sandbox)")
+    parser.add_argument("--load-processes", type=int, default=2)
+    parser.add_argument("--app-workers", type=int, default=3)
+    parser.add_argument("--app-threads", type=int, default=8)
+    parser.add_argument("--protocol-rounds", type=int, default=20000)
+    parser.add_argument("--profile-payments", type=int, default=300)
+    parser.add_argument("--name", default="bench")
+    args = parser.parse_args(argv)
+
+    run_dir = ROOT / "var" / "bench" / datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    cluster = Cluster(
+        run_dir,
+        settings_module="bench.settings",
+        extra_env={"TERMINAL_THROTTLE_RATE": "10000000/min", "LOG_LEVEL": "WARNING"},
+        sandbox_env={"BENCH_SANDBOX_LATENCY_MS": str(args.latency_ms)},
+        app_workers=args.app_workers,
+        app_threads=args.app_threads,
+        sandbox_workers=2,
+        sandbox_threads=16,
+        celery_workers=1,
+        celery_concurrency=4,
+    )
+    print(
+        f"bench: {args.terminals} terminals, {args.seconds:.0f} s per scenario after {args.warmup:.0f} s warm-up, "
+        f"upstream latency {args.latency_ms:.0f} ms; run directory {run_dir.relative_to(ROOT)}",
+        flush=True,
+    )
+    results: dict[str, Any] = {"args": vars(args), "machine": machine()}
+    with cluster:
+        cluster.start()
+        django_setup(cluster)
+        specs = prepare(cluster, args.terminals)
+        scenarios: dict[str, Any] = {}
+        for scenario in SCENARIOS:
+            before = pg_commits(cluster)
+            stats, numbers = drive(
+                scenario, cluster.app_url, specs, args.seconds, args.warmup, args.load_processes
+            )
+            stats["commits"] = pg_commits(cluster) - before
+            if scenario == "b_payment_success":
+                from payments.models import PaymentEvent
+
+                upstream = dict(
+                    PaymentEvent.objects.filter(action="micropay", payment__out_trade_no__in=[n for n, _ in numbers])
+                    .values_list("payment__out_trade_no", "latency_ms")
+                )
+                added = [ms - upstream[n] for n, ms in numbers if n in upstream]
+                stats["upstream_call_p50_ms"] = percentile(list(upstream.values()), 50)
+                stats["added_by_our_code_p99_ms"] = percentile(added, 99)
+                stats["added_by_our_code_p50_ms"] = percentile(added, 50)
+            scenarios[scenario] = stats
+            print(f"  {LABELS[scenario]:<40} {stats['rps']:8.1f} req/s  p50 {stats['p50_ms']:6.1f}  "
+                  f"p95 {stats['p95_ms']:6.1f}  p99 {stats['p99_ms']:6.1f} ms  errors {stats['errors']}",
+                  flush=True)  # fmt: skip
+        baseline = scenarios["a_baseline"]["rps"]
+        for stats in scenarios.values():
+            stats["ratio_to_baseline"] = stats["rps"] / baseline if baseline else float("nan")
+        # Commits per payment: every commit in the database during (b), per payment made (the sandbox shares the
+        # database, so its own commits for the micropay are included).
+        b = scenarios["b_payment_success"]
+        total_b = b["commits"] / max(1, b["requests"] + b["errors"])
+        results["commits_per_payment_incl_sandbox"] = total_b
+        results["commits_per_baseline_request"] = scenarios["a_baseline"]["commits"] / max(
+            1, scenarios["a_baseline"]["requests"]
+        )
+        results["pgbench"] = pgbench_insert_rate(cluster, clients=16, seconds=10)
+        print(f"  pgbench single-row INSERT: {results['pgbench']['inserts_per_second']:.0f}/s; commits per payment "
+              f"{total_b:.1f} (incl. sandbox)", flush=True)  # fmt: skip
+        results["scenarios"] = scenarios
+        try:
+            profile = profile_payments(cluster, specs[0], args.profile_payments, ROOT / "bench/results/profile.txt")
+            results["profile_top"] = profile.splitlines()[:60]
+        except Exception as exc:  # the profile is a help, not a measurement
+            results["profile_error"] = repr(exc)
+    from bench import protocol
+
+    results["protocol"] = protocol.run(args.protocol_rounds)
+    results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    out = ROOT / "bench" / "results"
+    (out / f"{args.name}.json").write_text(json.dumps(results, ensure_ascii=False, indent=1, default=str) + "\n")
+    (out / f"{args.name}.md").write_text(markdown(results))
+    print(markdown(results))
+    return 0
+
+
+def markdown(results: dict[str, Any]) -> str:
+    args = results["args"]
+    lines = [
+        f"# Benchmark — {results['finished_at']}",
+        "",
+        f"Machine: {results['machine']}. {args['terminals']} concurrent device-signed terminals, "
+        f"{args['seconds']:.0f} s per scenario after {args['warmup']:.0f} s warm-up; upstream (sandbox) added "
+        f"latency {args['latency_ms']:.0f} ms; gunicorn {args['app_workers']} workers × {args['app_threads']} "
+        "threads; load generator on the same machine.",
+        "",
+        "| scenario | req/s | p50 ms | p95 ms | p99 ms | ratio to (a) | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for key, stats in results["scenarios"].items():
+        lines.append(
+            f"| {LABELS[key]} | {stats['rps']:.1f} | {stats['p50_ms']:.1f} | {stats['p95_ms']:.1f} | "
+            f"{stats['p99_ms']:.1f} | {stats['ratio_to_baseline']:.2f} | {stats['errors']} |"
+        )
+    b = results["scenarios"]["b_payment_success"]
+    lines += [
+        "",
+        f"(b) upstream micropay call p50 {b.get('upstream_call_p50_ms', float('nan')):.1f} ms; latency added by our "
+        f"code (client latency − upstream call) p50 {b.get('added_by_our_code_p50_ms', float('nan')):.1f} ms, "
+        f"p99 {b.get('added_by_our_code_p99_ms', float('nan')):.1f} ms.",
+        "",
+        f"PostgreSQL single-row INSERT (pgbench, {results['pgbench']['clients']} clients, same server): "
+        f"{results['pgbench']['inserts_per_second']:.0f}/s ({results['pgbench']['latency']}). Committed "
+        "transactions (pg_stat_database.xact_commit, which also counts each autocommit SELECT) per payment, product "
+        f"and sandbox together (one database): {results['commits_per_payment_incl_sandbox']:.1f}; per baseline "
+        f"request: {results['commits_per_baseline_request']:.1f}.",
+        "",
+        "| protocol work (CPU per call) | ours µs | SDK | SDK µs | ours / SDK |",
+        "|---|---:|---|---:|---:|",
+    ]
+    for name, row in results["protocol"].items():
+        lines.append(
+            f"| {name} | {row['ours_us']:.1f} | {row['sdk']} | {row['sdk_us']:.1f} | {row['ours_vs_sdk']:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

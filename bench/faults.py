@@ -1,0 +1,571 @@
+"""The fault run: drive payments through a chaotic sandbox while Celery workers are killed, then check that no money
+was lost. `make faults` (10,000 payments) / `make faults-small` (CI). Exit status 1 if any invariant count is not 0.
+
+    python -m bench.faults --payments 600 --terminals 24 --chaos 0.15 --name faults-small
+
+What runs (all on loopback): a throwaway PostgreSQL and Redis; gunicorn serving the product (DEBUG off); a second
+gunicorn serving the sandbox (SANDBOX_ENABLED=force, SANDBOX_CHAOS on); Celery workers + beat. Terminals are
+threads running `payments.simulator.run_payment` (FACE and CODE, WeChat direct and UMF merchants, ordinary amounts
+and the sandbox's scenario amounts), some sending the same payment twice at once, some cancelling; a refunder issues
+full, partial and over-the-limit refunds; a killer SIGKILLs workers (and now and then beat) and restarts them.
+After the load: the bad-input fuzzing, then a resolution window, then the invariants.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import secrets
+import sys
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench import badinput
+from bench.cluster import ROOT, Cluster, django_setup
+
+WECHAT_CODES = list(range(101, 112))
+UMF_CODES = list(range(201, 206))
+
+# Short timings so a run resolves in minutes (every one is an ordinary setting of the product / sandbox).
+TIMINGS = {
+    "PAYMENT_CALL_TIMEOUT": "3",
+    "UPSTREAM_READ_TIMEOUT": "3",
+    "UPSTREAM_CONNECT_TIMEOUT": "2",
+    "PAYMENT_WAIT_SECONDS": "3",
+    "PAYMENT_QUERY_FIRST_DELAY": "1",
+    "PAYMENT_QUERY_INTERVAL": "1",
+    "PAYMENT_QUERY_WINDOW": "8",
+    "PAYMENT_REVERSE_NOT_BEFORE": "5",
+    "PAYMENT_LONG_POLL_MAX_SECONDS": "10",
+    "SANDBOX_SETTLE_SECONDS": "3",
+    "SANDBOX_REFUND_SECONDS": "1",
+    "SANDBOX_TIMEOUT_SLEEP_SECONDS": "4",
+    "SANDBOX_CHAOS_DELAY_SECONDS": "1.5",
+    "TERMINAL_THROTTLE_RATE": "100000/min",
+    "LOG_LEVEL": "INFO",
+}
+LOG = None
+
+
+def say(line: str) -> None:
+    stamp = datetime.now(UTC).strftime("%H:%M:%SZ")
+    print(f"[{stamp}] {line}", flush=True)
+    if LOG is not None:
+        with open(LOG, "a", encoding="utf-8") as handle:
+            handle.write(f"[{stamp}] {line}\n")
+
+
+@dataclass
+class Stats:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    started: int = 0
+    finished: int = 0
+    outcomes: Counter = field(default_factory=Counter)
+    driver_errors: Counter = field(default_factory=Counter)
+    duplicate_pairs: int = 0
+    duplicate_anomalies: list[str] = field(default_factory=list)
+    cancels: int = 0
+    refunds_created: int = 0
+    refunds_refused: Counter = field(default_factory=Counter)
+    kills: Counter = field(default_factory=Counter)
+
+    def take(self, total: int, deadline: float) -> bool:
+        with self.lock:
+            if self.started >= total or time.monotonic() > deadline:
+                return False
+            self.started += 1
+            return True
+
+    def add(self, counter: str, key: str, n: int = 1) -> None:
+        with self.lock:
+            getattr(self, counter)[key] += n
+
+
+def pick_amount(channel: str, rng: random.Random, scenario_share: float) -> int:
+    base = rng.randint(1, 300) * 1000
+    if rng.random() < scenario_share:
+        return base + rng.choice(UMF_CODES if channel == "UMPAY" else WECHAT_CODES)
+    return base + rng.choice([0, 1, 88, 500, 999])
+
+
+def prepare_devices(terminals: int) -> list[dict[str, str]]:
+    """The demo merchants (WeChat direct and UMF, registered with the sandbox) and one device per terminal."""
+    import io
+
+    from django.core.management import call_command
+
+    from portal import services
+    from portal.models import Merchant, Store
+
+    call_command("seed_demo", stdout=io.StringIO())  # its output names demo secrets: never printed
+    stores = {
+        Merchant.Channel.WECHAT_DIRECT: Store.objects.get(store_id="SZ-NS-001"),
+        Merchant.Channel.UMPAY: Store.objects.get(store_id="BJ-HD-001"),
+    }
+    devices = []
+    for index in range(terminals):
+        channel = Merchant.Channel.WECHAT_DIRECT if index % 2 == 0 else Merchant.Channel.UMPAY
+        device, secret = services.device_register(
+            store=stores[channel], device_id=f"FAULT-{index:04d}", actor=None, actor_label="faults"
+        )
+        devices.append({"device_id": device.device_id, "secret": secret, "channel": channel})
+    return devices
+
+
+def drive_terminal(
+    device: dict[str, str],
+    *,
+    cluster: Cluster,
+    stats: Stats,
+    total: int,
+    deadline: float,
+    seed: int,
+    scenario_share: float,
+) -> None:
+    from payments.simulator import random_payment_code, run_payment
+    from payments.terminal_client import TerminalClient
+
+    rng = random.Random(seed)
+    terminal = TerminalClient(cluster.app_url, device_id=device["device_id"], secret=device["secret"], timeout=40)
+    sandbox = httpx.Client(base_url=cluster.sandbox_url, timeout=40)
+    try:
+        while stats.take(total, deadline):
+            amount = pick_amount(device["channel"], rng, scenario_share)
+            method = rng.choice(["FACE", "CODE"])
+            roll = rng.random()
+            try:
+                if roll < 0.04:
+                    duplicate_submission(terminal, stats, amount, random_payment_code())
+                    continue
+                result = run_payment(terminal, sandbox=sandbox, amount=amount, method=method, poll_seconds=4)
+                stats.add("outcomes", result.status or ("error" if result.error else "none"))
+                if result.error and not result.out_trade_no:
+                    stats.add("driver_errors", result.error.split(":")[0])
+                if roll > 0.96 and result.out_trade_no and result.status in ("SUCCESS", "PAYING"):
+                    terminal.post(f"payments/{result.out_trade_no}/cancel")
+                    with stats.lock:
+                        stats.cancels += 1
+            except (httpx.HTTPError, ValueError, KeyError) as exc:
+                stats.add("driver_errors", type(exc).__name__)
+            finally:
+                with stats.lock:
+                    stats.finished += 1
+    finally:
+        terminal.close()
+        sandbox.close()
+
+
+def duplicate_submission(terminal, stats: Stats, amount: int, code: str) -> None:
+    """The same payment sent twice at once (a terminal retrying on a flaky network): one order, one charge."""
+    payload = {
+        "out_trade_no": "DUP" + secrets.token_hex(10),
+        "total_fee": amount,
+        "body": "重复提交测试",
+        "auth_code": code,
+        "method": "CODE",
+    }
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda _: terminal.post("payments", payload), range(2)))
+    statuses = sorted(a.status_code for a in answers)
+    with stats.lock:
+        stats.duplicate_pairs += 1
+        stats.outcomes["duplicate pair"] += 1
+        if statuses != [200, 201]:
+            stats.duplicate_anomalies.append(f"{payload['out_trade_no']}: {statuses}")
+
+
+def refunder(stop: threading.Event, stats: Stats, interval: float, seed: int) -> None:
+    """Staff refunds while the run goes on: full (a reverse), partial, and pairs that together exceed the amount."""
+    from django.db import close_old_connections
+
+    from payments import services
+    from payments.models import Payment
+    from portal.errors import DomainError
+
+    rng = random.Random(seed)
+    while not stop.wait(interval):
+        close_old_connections()
+        ids = list(
+            Payment.objects.filter(status__in=["SUCCESS", "PARTIALLY_REFUNDED"]).values_list("pk", flat=True)[:400]
+        )
+        if not ids:
+            continue
+        payment = Payment.objects.get(pk=rng.choice(ids))
+        left = payment.total_fee - payment.reserved_refund_fee
+        roll = rng.random()
+        if roll < 0.35:
+            fees = [left]
+        elif roll < 0.8:
+            fees = [max(1, rng.randint(1, max(1, left - 1)))]
+        else:
+            fees = [max(1, (payment.total_fee * 6) // 10)] * 2  # together 120 %: one must be refused
+
+        def one(fee: int, payment: Payment = payment) -> None:
+            try:
+                services.refund_create(
+                    payment=payment, refund_fee=fee, reason="fault run", user=None, actor_label="faults"
+                )
+                with stats.lock:
+                    stats.refunds_created += 1
+            except DomainError as exc:
+                stats.add("refunds_refused", exc.code)
+            finally:
+                close_old_connections()
+
+        if len(fees) == 1:
+            one(fees[0])
+        else:
+            with ThreadPoolExecutor(2) as pool:
+                list(pool.map(one, fees))
+
+
+def killer(stop: threading.Event, cluster: Cluster, stats: Stats, every: tuple[float, float], seed: int) -> None:
+    rng = random.Random(seed)
+    while not stop.wait(rng.uniform(*every)):
+        names = [n for n in cluster.processes if n.startswith("worker")]
+        victim = "beat" if rng.random() < 0.15 else rng.choice(names)
+        process = cluster.processes[victim]
+        process.kill()
+        stats.add("kills", victim)
+        stop.wait(rng.uniform(0.5, 3.0))
+        process.start()
+
+
+def unsettled() -> tuple[int, int]:
+    from django.db.models import Q
+
+    from payments.models import Payment, Refund
+
+    payments = Payment.objects.filter(Q(status__in=["PAYING", "REVERSING"]) | Q(next_check_at__isnull=False)).count()
+    refunds = Refund.objects.filter(Q(status__in=["PENDING", "PROCESSING"]) | Q(next_check_at__isnull=False)).count()
+    return payments, refunds
+
+
+def collect_invariants():
+    from django.db.models import Count
+
+    from bench.invariants import PaymentRow, RefundRow, check
+    from payments.models import Payment, Refund
+    from payments.sandbox.models import SandboxUmpayOrder, SandboxWechatOrder
+    from payments.sandbox.services import sandbox_ledger
+
+    payments = [
+        PaymentRow(no, status, total, refunded, reserved, next_check is not None)
+        for no, status, total, refunded, reserved, next_check in Payment.objects.values_list(
+            "out_trade_no", "status", "total_fee", "refunded_fee", "reserved_refund_fee", "next_check_at"
+        )
+    ]
+    refunds = [
+        RefundRow(no, fee, status, next_check is not None)
+        for no, fee, status, next_check in Refund.objects.values_list(
+            "payment__out_trade_no", "refund_fee", "status", "next_check_at"
+        )
+    ]
+    per_number: Counter = Counter()
+    for model, number in ((SandboxWechatOrder, "out_trade_no"), (SandboxUmpayOrder, "order_no")):
+        for row in model.objects.values(number).annotate(n=Count("pk")):
+            per_number[row[number]] += row["n"]
+    report = check(payments, refunds, sandbox_ledger(), per_number)
+    statuses = Counter(p.status for p in payments)
+    refund_statuses = Counter(r.status for r in refunds)
+    return report, statuses, refund_statuses
+
+
+def configured_secrets(cluster: Cluster) -> list[str]:
+    """Every secret this deployment holds: all encrypted fields of every model (channel keys, private keys, device
+    secrets, the sandbox's own keys) plus SECRET_KEY and FIELD_ENCRYPTION_KEY."""
+    from django.apps import apps
+
+    from portal.fields import EncryptedTextField
+
+    values = list(cluster.configured_secrets)
+    for model in apps.get_models():
+        names = [f.name for f in model._meta.get_fields() if isinstance(f, EncryptedTextField)]
+        for obj in model.objects.all().iterator() if names else []:
+            for name in names:
+                value = getattr(obj, name)
+                if value:
+                    values.append(value.reveal() if hasattr(value, "reveal") else str(value))
+    return values
+
+
+def server_errors_in_access_log(path: Path) -> int:
+    """gunicorn access log lines with a 5xx status (the product's server only: the sandbox's 500s are chaos)."""
+    if not path.exists():
+        return 0
+    status = re.compile(r'" (5\d\d) ')
+    return sum(1 for line in path.read_text("utf-8", "replace").splitlines() if status.search(line))
+
+
+def upstream_trouble_seen() -> str:
+    """What the product recorded from its upstream calls: the chaos (and the timeout scenarios) as it saw them."""
+    from django.db.models import Count
+
+    from payments.models import PaymentEvent
+
+    codes = ["TIMEOUT", "NETWORK_ERROR", "CONNECT_ERROR", "BAD_SIGNATURE", "UNPARSEABLE", "HTTP_500"]
+    rows = PaymentEvent.objects.filter(code__in=codes).values("code").annotate(n=Count("pk")).order_by("code")
+    return ", ".join(f"{row['code']} {row['n']}" for row in rows) or "none"
+
+
+def umpay_samples(limit: int = 20) -> list[dict[str, str]]:
+    from urllib.parse import parse_qsl
+
+    from payments.models import Payment, UmpayNotification
+
+    samples = [
+        dict(parse_qsl(body))
+        for body in UmpayNotification.objects.filter(is_verified=True).values_list("body", flat=True)[:limit]
+    ]
+    if samples:
+        return samples
+    return [
+        {"acqSpId": "Y471790403", "acqMerId": "41509208", "orderNo": no, "txnAmt": str(fee), "respCode": "00"}
+        for no, fee in Payment.objects.filter(channel="UMPAY").values_list("out_trade_no", "total_fee")[:limit]
+    ]
+
+
+def table(rows: list[tuple[str, Any]]) -> str:
+    width = max(len(name) for name, _ in rows)
+    lines = [f"| {'check'.ljust(width)} | count |", f"|{'-' * (width + 2)}|------:|"]
+    lines += [f"| {name.ljust(width)} | {value!s:>5} |" for name, value in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    global LOG
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--payments", type=int, default=10_000)
+    parser.add_argument("--terminals", type=int, default=32)
+    parser.add_argument("--chaos", default="0.15", help="SANDBOX_CHAOS for the sandbox: fraction[:kinds]")
+    parser.add_argument("--scenario-share", type=float, default=0.3, help="share of payments with scenario amounts")
+    parser.add_argument("--celery-workers", type=int, default=2)
+    parser.add_argument("--kill-every", default="4,12", help="seconds between worker kills: min,max")
+    parser.add_argument("--refund-every", type=float, default=0.5)
+    parser.add_argument("--max-load-seconds", type=float, default=3600)
+    parser.add_argument("--resolution-seconds", type=float, default=420, help="longest wait for everything to settle")
+    parser.add_argument("--max-examples", type=int, default=60, help="schemathesis examples per operation and mode")
+    parser.add_argument("--notifications", type=int, default=120)
+    parser.add_argument("--seed", type=int, default=int(time.time()))
+    parser.add_argument("--name", default="faults")
+    args = parser.parse_args(argv)
+
+    run_dir = ROOT / "var" / "faults" / datetime.now().strftime("%Y%m%d-%H%M%S")
+    cluster = Cluster(
+        run_dir,
+        extra_env=TIMINGS,
+        sandbox_env={"SANDBOX_CHAOS": args.chaos},
+        celery_workers=args.celery_workers,
+        app_threads=24,
+        sandbox_threads=24,
+    )
+    LOG = cluster.logs / "faults.log"
+    rng_seed = args.seed
+    say(f"fault run {args.name}: {args.payments} payments, {args.terminals} terminals, chaos {args.chaos!r}, "
+        f"seed {rng_seed}, run directory {run_dir.relative_to(ROOT)}")  # fmt: skip
+    stats = Stats()
+    results: dict[str, Any] = {"name": args.name, "args": vars(args), "timings": TIMINGS}
+    started = time.monotonic()
+    with cluster:
+        cluster.start()
+        django_setup(cluster)
+        import logging
+
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request would drown the report
+        devices = prepare_devices(args.terminals)
+        say(f"cluster up: app {cluster.app_url}, sandbox {cluster.sandbox_url}, {len(devices)} devices")
+
+        stop = threading.Event()
+        low, high = (float(x) for x in args.kill_every.split(","))
+        helpers = [
+            threading.Thread(target=killer, args=(stop, cluster, stats, (low, high), rng_seed + 1), daemon=True),
+            threading.Thread(target=refunder, args=(stop, stats, args.refund_every, rng_seed + 2), daemon=True),
+        ]
+        for thread in helpers:
+            thread.start()
+        deadline = time.monotonic() + args.max_load_seconds
+        load_started = time.monotonic()
+        with ThreadPoolExecutor(len(devices)) as pool:
+            futures = [
+                pool.submit(
+                    drive_terminal,
+                    device,
+                    cluster=cluster,
+                    stats=stats,
+                    total=args.payments,
+                    deadline=deadline,
+                    seed=rng_seed * 1000 + index,
+                    scenario_share=args.scenario_share,
+                )
+                for index, device in enumerate(devices)
+            ]
+            last = 0.0
+            while not all(f.done() for f in futures):
+                time.sleep(1)
+                if time.monotonic() - last > 15:
+                    last = time.monotonic()
+                    say(f"load: {stats.finished}/{args.payments} done, kills {sum(stats.kills.values())}, "
+                        f"refunds {stats.refunds_created}")  # fmt: skip
+            for future in futures:
+                future.result()
+        load_seconds = time.monotonic() - load_started
+        stop.set()
+        for thread in helpers:
+            thread.join(timeout=30)
+        for name, process in cluster.processes.items():
+            if not process.alive:
+                say(f"restarting {name} for the resolution window")
+                process.start()
+        say(f"load done in {load_seconds:.0f} s: {dict(stats.outcomes)}")
+
+        from payments.sandbox.models import SandboxWechatMerchant
+
+        fuzz_device = devices[0]
+        say("bad input: schemathesis against the terminal API (device-signed)")
+        terminal_fuzz = badinput.fuzz_terminal_api(
+            cluster.app_url,
+            device_id=fuzz_device["device_id"],
+            secret=fuzz_device["secret"],
+            max_examples=args.max_examples,
+            seed=rng_seed,
+        )
+        say(f"  {terminal_fuzz.as_dict()}")
+        say("bad input: unsigned and garbled notifications")
+        serial = SandboxWechatMerchant.objects.values_list("platform_certificate_serial", flat=True).first() or ""
+        notification_fuzz = badinput.fuzz_notifications(
+            cluster.app_url,
+            umpay_samples=umpay_samples(),
+            payscore_serial=serial,
+            count=args.notifications,
+            seed=rng_seed,
+        )
+        say(f"  {notification_fuzz.as_dict()}")
+
+        # Resolution: at least the query window + reverse delay + two reverse backoffs, then until settled.
+        minimum = float(TIMINGS["PAYMENT_QUERY_WINDOW"]) + float(TIMINGS["PAYMENT_REVERSE_NOT_BEFORE"]) + 15
+        resolution_started = time.monotonic()
+        while True:
+            waited = time.monotonic() - resolution_started
+            open_payments, open_refunds = unsettled()
+            if (open_payments + open_refunds == 0 and waited >= minimum) or waited > args.resolution_seconds:
+                break
+            if int(waited) % 15 == 0:
+                say(f"resolution: {open_payments} payments and {open_refunds} refunds open after {waited:.0f} s")
+            time.sleep(1)
+        resolution_seconds = time.monotonic() - resolution_started
+        say(f"resolution window: {resolution_seconds:.0f} s")
+        report, statuses, refund_statuses = collect_invariants()
+        trouble = upstream_trouble_seen()
+        secret_values = configured_secrets(cluster)
+        kills = {name: process.kills for name, process in cluster.processes.items() if process.kills}
+    # Everything stopped: the logs are complete.
+    from bench.secrets_scan import scan
+
+    leaks = scan(sorted(cluster.logs.iterdir()), secret_values)
+    app_5xx = server_errors_in_access_log(cluster.logs / "app-access.log")
+
+    counts = report.counts()
+    invariant_rows: list[tuple[str, Any]] = list(counts.items())
+    invariant_rows.append(("secrets found in the run's logs", sum(n for _, n in leaks)))
+    invariant_rows.append(("terminal API 5xx responses (load + fuzzing)", app_5xx))
+    invariant_rows.append(("schemathesis: responses 5xx", len(terminal_fuzz.server_errors)))
+    invariant_rows.append(("schemathesis: 4xx without {code,message,details}", len(terminal_fuzz.bad_error_shape)))
+    invariant_rows.append(("notifications unsigned/garbled accepted", len(notification_fuzz.accepted)))
+    invariant_rows.append(("duplicate submissions not answered 201 + 200", len(stats.duplicate_anomalies)))
+    failed = [name for name, value in invariant_rows if not name.startswith("  ") and value != 0]
+    info_rows: list[tuple[str, Any]] = [
+        ("payments driven", stats.finished),
+        ("payments in the database", sum(statuses.values())),
+        ("  by status", ", ".join(f"{k} {v}" for k, v in sorted(statuses.items()))),
+        ("refunds issued / refused", f"{stats.refunds_created} / {sum(stats.refunds_refused.values())}"),
+        ("  refunds by status", ", ".join(f"{k} {v}" for k, v in sorted(refund_statuses.items()))),
+        ("ATTENTION (a person settles; scenario 109 REVERSE_EXPIRE)", len(report.attention)),
+        ("  of which charged upstream", len(report.attention_charged_there)),
+        ("duplicate submissions (pairs)", stats.duplicate_pairs),
+        ("cancels by terminals", stats.cancels),
+        ("upstream trouble the product met (chaos + scenarios)", trouble),
+        ("sandbox answers 5xx (chaos)", server_errors_in_access_log(cluster.logs / "sandbox-access.log")),
+        ("SIGKILLs", ", ".join(f"{k} {v}" for k, v in sorted(kills.items())) or "0"),
+        ("driver errors", ", ".join(f"{k} {v}" for k, v in stats.driver_errors.items()) or "0"),
+        ("schemathesis requests (operations)", f"{terminal_fuzz.requests} ({terminal_fuzz.operations})"),
+        ("notifications sent", notification_fuzz.sent),
+        ("load seconds / resolution seconds", f"{load_seconds:.0f} / {resolution_seconds:.0f}"),
+        ("total seconds", f"{time.monotonic() - started:.0f}"),
+    ]
+    invariants_md = table(invariant_rows)
+    info_md = table(info_rows).replace("| check", "| what ", 1)
+    say("\nInvariants (each must be 0):\n" + invariants_md + "\n\nThe run:\n" + info_md)
+    details = {
+        "not_final": report.not_final[:20],
+        "money": (
+            report.charged_there_failed_here
+            + report.reversed_there_success_here
+            + report.amount_differs
+            + report.unknown_here_charged_there
+        )[:20],
+        "double_charges": report.double_charges[:20],
+        "refunds_exceeding": report.refunds_exceeding[:20],
+        "secret_leaks": leaks,
+        "duplicate_anomalies": stats.duplicate_anomalies[:20],
+    }
+    if failed:
+        say("FAILED: " + "; ".join(failed))
+        say(json.dumps(details, ensure_ascii=False, indent=1))
+    results.update(
+        {
+            "finished_at": datetime.now().isoformat(timespec="seconds"),
+            "machine": machine(),
+            "invariants": dict(invariant_rows),
+            "run": dict(info_rows),
+            "terminal_fuzz": terminal_fuzz.as_dict(),
+            "notification_fuzz": notification_fuzz.as_dict(),
+            "details": details,
+            "passed": not failed,
+            "run_dir": str(run_dir.relative_to(ROOT)),
+        }
+    )
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{args.name}.json").write_text(json.dumps(results, ensure_ascii=False, indent=1, default=str) + "\n")
+    (out / f"{args.name}.md").write_text(
+        f"# {args.name} — {results['finished_at']}\n\nMachine: {results['machine']}\n\n"
+        f"## Invariants (each must be 0)\n\n{invariants_md}\n\n## The run\n\n{info_md}\n"
+    )
+    say(f"results: bench/results/{args.name}.json and .md; logs in {run_dir.relative_to(ROOT)}/logs")
+    return 1 if failed else 0
+
+
+def machine() -> str:
+    import os
+    import platform
+
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = ""
+    try:
+        kb = int(Path("/proc/meminfo").read_text().split()[1])
+        memory = f", {kb / 1024 / 1024:.0f} GiB RAM"
+    except (OSError, ValueError, IndexError):
+        pass
+    system = f"{platform.system()} {platform.release()}"
+    return f"{os.cpu_count()} cores ({cpu}){memory}, {system}, Python {platform.python_version()}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

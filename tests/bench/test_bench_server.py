@@ -1,0 +1,126 @@
+"""The benchmark's own server pieces: the baseline endpoint (bench/urls.py only), the added upstream latency, and
+the helpers the load generators rely on."""
+
+import httpx
+import pytest
+from django.db import connection
+
+from bench import badinput
+from bench.faults import pick_amount, server_errors_in_access_log, table
+from bench.views import TABLE, UpstreamLatencyMiddleware
+from portal.terminal_auth import canonical_message, compute_signature, parse_authorization
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def bench_urls(settings):
+    settings.ROOT_URLCONF = "bench.urls"
+
+
+def test_baseline_authenticates_and_inserts_one_row(bench_urls, device_and_secret, wsgi_transport):
+    device, secret = device_and_secret
+    with httpx.Client(transport=wsgi_transport, base_url="http://testserver") as client:
+        request = badinput.signed_request(
+            client, device_id=device.device_id, secret=secret, method="POST", path="/bench/baseline", query=None,
+            body=b"{}",
+        )  # fmt: skip
+        response = client.send(request)
+
+    assert response.status_code == 200, response.text
+    assert response.json() == {"ok": True, "device_id": device.device_id}
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT device_id FROM {TABLE}")
+        assert cursor.fetchall() == [(device.pk,)]
+
+
+def test_baseline_refuses_unsigned_requests(bench_urls, db, wsgi_transport):
+    with httpx.Client(transport=wsgi_transport, base_url="http://testserver") as client:
+        response = client.post("/bench/baseline", json={})
+
+    assert response.status_code == 401
+    assert badinput.has_error_shape(response)
+
+
+def test_baseline_is_not_in_the_product_urls(db, wsgi_transport):
+    with httpx.Client(transport=wsgi_transport, base_url="http://testserver") as client:
+        assert client.post("/bench/baseline", json={}).status_code == 404
+
+
+def test_latency_middleware_only_delays_upstream_calls(settings, monkeypatch):
+    settings.BENCH_SANDBOX_LATENCY_MS = 25
+    slept = []
+    monkeypatch.setattr("bench.views.time.sleep", slept.append)
+    middleware = UpstreamLatencyMiddleware(lambda request: "answer")
+
+    class Request:
+        def __init__(self, path):
+            self.path = path
+
+    assert middleware(Request("/sandbox/umpay/pay/micropay")) == "answer"
+    assert middleware(Request("/sandbox/terminal/rawdata")) == "answer"
+    assert middleware(Request("/api/terminal/v1/payments")) == "answer"
+    assert slept == [0.025]
+
+
+def test_fuzzer_signature_is_what_the_server_checks(db):
+    client = httpx.Client(base_url="http://testserver")
+    request = badinput.signed_request(
+        client,
+        device_id="DEV-1",
+        secret="s3cr3t",
+        method="POST",
+        path="/api/terminal/v1/payments",
+        query={"wait": "5", "x": "a b"},
+        body=b'{"a":1}',
+    )
+    params = parse_authorization(request.headers["Authorization"])
+    message = canonical_message(
+        "POST", "/api/terminal/v1/payments?wait=5&x=a+b", params["timestamp"], params["nonce"], b'{"a":1}'
+    )
+
+    assert params["signature"] == compute_signature("s3cr3t", message)
+    assert request.url.raw_path == b"/api/terminal/v1/payments?wait=5&x=a+b"
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({"code": "X", "message": "m", "details": {}}, True),
+        ({"code": "X", "message": "m"}, False),
+        ({"detail": "Not found."}, False),
+        (["code"], False),
+    ],
+)
+def test_error_shape(body, expected):
+    assert badinput.has_error_shape(httpx.Response(400, json=body)) is expected
+
+
+def test_access_log_5xx_count(tmp_path):
+    log = tmp_path / "app-access.log"
+    log.write_text(
+        '127.0.0.1 - - [x] "POST /api/terminal/v1/payments HTTP/1.1" 201 500 "-" "python-httpx"\n'
+        '127.0.0.1 - - [x] "GET /api/terminal/v1/payments/X HTTP/1.1" 502 12 "-" "python-httpx"\n'
+        '127.0.0.1 - - [x] "GET /api/terminal/v1/payments/Y HTTP/1.1" 500 12 "-" "python-httpx"\n'
+    )
+
+    assert server_errors_in_access_log(log) == 2
+    assert server_errors_in_access_log(tmp_path / "missing.log") == 0
+
+
+def test_amounts_pick_scenarios_of_the_merchants_channel():
+    import random
+
+    rng = random.Random(1)
+    wechat = [pick_amount("WECHAT_DIRECT", rng, 1.0) % 1000 for _ in range(200)]
+    umf = [pick_amount("UMPAY", rng, 1.0) % 1000 for _ in range(200)]
+    plain = [pick_amount("UMPAY", rng, 0.0) % 1000 for _ in range(200)]
+
+    assert set(wechat) <= set(range(101, 112)) and set(umf) <= set(range(201, 206))
+    assert set(plain) <= {0, 1, 88, 500, 999}
+
+
+def test_table():
+    assert table([("a", 0), ("longer", 12)]) == (
+        "| check  | count |\n|--------|------:|\n| a      |     0 |\n| longer |    12 |"
+    )
