@@ -218,15 +218,18 @@ def payment_create(*, device: Device, data: PaymentInput) -> tuple[Payment, bool
 
 def payment_submit(*, payment: Payment, auth_code: str) -> Payment:
     """Send the payment call once. Only the request that created the order calls this."""
-    with transaction.atomic():
-        payment = _locked(payment.pk)
-        if payment.status != S.PAYING or payment.submitted_at is not None:
-            return payment
-        now = _now()
-        payment.submitted_at = now
-        # Lease: if we die during the call, the sweeper queries after it (never re-sends the charge).
-        payment.next_check_at = now + _seconds(settings.PAYMENT_CALL_TIMEOUT + settings.PAYMENT_QUERY_FIRST_DELAY)
-        payment.save(update_fields=["submitted_at", "next_check_at", "updated_at"])
+    now = _now()
+    # Claim the right to send in one conditional UPDATE (the row's own lock settles a race with the sweeper, which
+    # sets submitted_at when it finds an unsent order). Lease: if we die during the call, the sweeper queries after
+    # it, never re-sends the charge.
+    lease = now + _seconds(settings.PAYMENT_CALL_TIMEOUT + settings.PAYMENT_QUERY_FIRST_DELAY)
+    claimed = Payment.objects.filter(pk=payment.pk, status=S.PAYING, submitted_at__isnull=True).update(
+        submitted_at=now, next_check_at=lease, updated_at=now
+    )
+    if not claimed:
+        payment.refresh_from_db()
+        return payment
+    payment.submitted_at, payment.next_check_at = now, lease
 
     answer = channels.charge(payment=payment, auth_code=auth_code)
 
