@@ -36,21 +36,25 @@ messages: install
 # They install the benchmark-only dependencies themselves (pyproject extra "bench").
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: bench faults faults-small
+.PHONY: bench faults faults-small bench-services
 
 $(BENCH_STAMP): pyproject.toml $(STAMP)
 	$(BIN)/python -m pip install -q -e ".[dev,bench]"
 	@touch $(BENCH_STAMP)
 
-bench: $(BENCH_STAMP)
+# PostgreSQL and Redis servers (apt-get, when this machine lacks them).
+bench-services:
+	bash scripts/system-packages postgresql redis
+
+bench: $(BENCH_STAMP) bench-services
 	$(BIN)/python -m bench.bench $(ARGS)
 
 # The full fault run: 10,000 payments through a chaotic sandbox while workers are killed (about an hour on 2 cores).
-faults: $(BENCH_STAMP)
+faults: $(BENCH_STAMP) bench-services
 	$(BIN)/python -m bench.faults --payments 10000 --terminals 40 --max-examples 100 --notifications 300 \
 		--resolution-seconds 600 --name faults $(ARGS)
 
 # The CI version: the same checks on 600 payments, a few minutes.
-faults-small: $(BENCH_STAMP)
+faults-small: $(BENCH_STAMP) bench-services
 	$(BIN)/python -m bench.faults --payments 600 --terminals 16 --max-examples 25 --notifications 60 \
 		--kill-every 3,8 --resolution-seconds 300 --name faults-small $(ARGS)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import resource
 import statistics
 import subprocess
 import threading
@@ -98,11 +99,13 @@ def drive(scenario: str, app_url: str, terminals: list[dict], seconds: float, wa
     chunks = [terminals[i::processes] for i in range(processes)]
     with multiprocessing.get_context("spawn").Pool(processes) as pool:
         parts = pool.map(_worker, [(scenario, app_url, chunk, stop_at) for chunk in chunks])
-    records = [r for part in parts for r in part if measure_from <= r[0] and r[0] + r[1] <= stop_at]
+    everything = [r for part in parts for r in part]
+    records = [r for r in everything if measure_from <= r[0] and r[0] + r[1] <= stop_at]
     ok = [r for r in records if 200 <= r[2] < 300]
     latencies = [r[1] * 1000 for r in ok]
     return {
         "requests": len(ok),
+        "requests_total": len(everything),
         "errors": len(records) - len(ok),
         "error_statuses": sorted({r[2] for r in records if not 200 <= r[2] < 300}),
         "rps": len(ok) / seconds,
@@ -111,6 +114,24 @@ def drive(scenario: str, app_url: str, terminals: list[dict], seconds: float, wa
         "p99_ms": percentile(latencies, 99),
         "mean_ms": statistics.fmean(latencies) if latencies else float("nan"),
     }, [(r[3], r[1] * 1000) for r in ok if r[3]]
+
+
+def _children_cpu() -> float:
+    """CPU seconds of this process's finished children: the load generator's pool processes."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def cpu_per_request(before: dict[str, float], after: dict[str, float], load: float, stats: dict) -> dict[str, float]:
+    """CPU milliseconds per answered request, by part, over the whole scenario (warm-up included: the CPU counters
+    cannot be cut at the warm-up's end, so requests are counted over the same span)."""
+    answered = max(1, stats["requests_total"])
+    parts = {name: (after[name] - before[name]) * 1000 / answered for name in after}
+    parts["load generator"] = load * 1000 / answered
+    parts["server (app + postgresql + redis + celery)"] = sum(
+        parts[name] for name in ("app", "postgresql", "redis", "celery")
+    )
+    return parts
 
 
 def pg_commits(cluster: Cluster) -> int:
@@ -249,10 +270,14 @@ def main(argv: list[str] | None = None) -> int:
         scenarios: dict[str, Any] = {}
         for scenario in SCENARIOS:
             before = pg_commits(cluster)
+            cpu_before, load_before = cluster.cpu_seconds(), _children_cpu()
             stats, numbers = drive(
                 scenario, cluster.app_url, specs, args.seconds, args.warmup, args.load_processes
             )
             stats["commits"] = pg_commits(cluster) - before
+            stats["cpu_ms_per_request"] = cpu_per_request(
+                cpu_before, cluster.cpu_seconds(), _children_cpu() - load_before, stats
+            )
             if scenario == "b_payment_success":
                 from payments.models import PaymentEvent
 
@@ -284,13 +309,15 @@ def main(argv: list[str] | None = None) -> int:
               f"{total_b:.1f} (incl. sandbox)", flush=True)  # fmt: skip
         results["scenarios"] = scenarios
         try:
+            if not args.profile_payments:
+                raise RuntimeError("skipped (--profile-payments 0)")
             profile = profile_payments(cluster, specs[0], args.profile_payments, ROOT / "bench/results/profile.txt")
             results["profile_top"] = profile.splitlines()[:60]
         except Exception as exc:  # the profile is a help, not a measurement
             results["profile_error"] = repr(exc)
     from bench import protocol
 
-    results["protocol"] = protocol.run(args.protocol_rounds)
+    results["protocol"] = protocol.run(args.protocol_rounds) if args.protocol_rounds else {}
     results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     out = ROOT / "bench" / "results"
     (out / f"{args.name}.json").write_text(json.dumps(results, ensure_ascii=False, indent=1, default=str) + "\n")
@@ -316,6 +343,26 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(
             f"| {LABELS[key]} | {stats['rps']:.1f} | {stats['p50_ms']:.1f} | {stats['p95_ms']:.1f} | "
             f"{stats['p99_ms']:.1f} | {stats['ratio_to_baseline']:.2f} | {stats['errors']} |"
+        )
+    parts = ["app", "sandbox", "postgresql", "redis", "celery", "load generator"]
+    lines += [
+        "",
+        "CPU milliseconds per request, by process (/proc counters over the whole scenario, warm-up included; the "
+        "sandbox plays the upstream and the load generator the terminals, both on the same cores):",
+        "",
+        "| scenario | " + " | ".join(parts) + " | server: app + postgresql + redis + celery | ratio to (a) |",
+        "|---|" + "---:|" * (len(parts) + 2),
+    ]
+    server = "server (app + postgresql + redis + celery)"
+    base_cpu = results["scenarios"]["a_baseline"].get("cpu_ms_per_request", {}).get(server)
+    for key, stats in results["scenarios"].items():
+        cpu = stats.get("cpu_ms_per_request")
+        if not cpu:
+            continue
+        ratio = base_cpu / cpu[server] if base_cpu and cpu[server] else float("nan")
+        lines.append(
+            f"| {LABELS[key]} | " + " | ".join(f"{cpu[name]:.2f}" for name in parts) + f" | {cpu[server]:.2f} | "
+            f"{ratio:.2f} |"
         )
     b = results["scenarios"]["b_payment_success"]
     lines += [

@@ -299,6 +299,44 @@ class Cluster:
             shutil.rmtree(self._pg_dir, ignore_errors=True)
             self._pg_dir = None
 
+    # --- CPU accounting ----------------------------------------------------------------------------------
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time (user + system) used so far by each part of the cluster: app, sandbox, celery, postgresql, redis.
+
+        Read from /proc: a gunicorn/celery process group by its leader's pid; PostgreSQL as the postmaster and its
+        children (backends keep their connection, so their time stays counted).
+        """
+        tick = os.sysconf("SC_CLK_TCK")
+        groups = {
+            ("celery" if name.startswith(("worker", "beat")) else name): process.popen.pid
+            for name, process in self.processes.items()
+            if process.alive
+        }
+        leaders: dict[int, list[str]] = {}
+        for name, pid in groups.items():
+            leaders.setdefault(pid, []).append(name)
+        postmaster = 0
+        if self._pg_dir is not None and (pid_file := self._pg_dir / "data" / "postmaster.pid").exists():
+            postmaster = int(pid_file.read_text().split()[0])
+        redis = self._redis.pid if self._redis is not None else 0
+        totals = {name: 0.0 for name in ("app", "sandbox", "celery", "postgresql", "redis")}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            pid, ppid, pgrp = int(stat.parent.name), int(fields[1]), int(fields[2])
+            seconds = (int(fields[11]) + int(fields[12])) / tick
+            if pgrp in leaders:
+                name = "celery" if leaders[pgrp][0] == "celery" else leaders[pgrp][0]
+                totals[name] += seconds
+            elif postmaster and postmaster in (pid, ppid):
+                totals["postgresql"] += seconds
+            elif pid == redis:
+                totals["redis"] += seconds
+        return totals
+
     def __enter__(self) -> Cluster:
         return self
 
