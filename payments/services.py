@@ -111,13 +111,22 @@ def _transition(
     payment.status = to
 
 
-def _locked(payment_id: int) -> Payment:
-    return (
-        # Lock the payment row only: PostgreSQL refuses FOR UPDATE across the nullable joins.
-        Payment.objects.select_for_update(of=("self",))
-        .select_related("merchant__provider", "store", "device")
-        .get(pk=payment_id)
-    )
+_RELATED = ("merchant", "store", "device")
+
+
+def _locked(payment_id: int, *, known: Payment | None = None) -> Payment:
+    """The payment row under FOR UPDATE, with its merchant, store and device. `known`: an instance of the same
+    payment whose related rows are already loaded (they do not change under a payment) — they are reused instead of
+    joined again, which is most of the cost of this read on the hot path."""
+    fields = [Payment._meta.get_field(name) for name in _RELATED]
+    reused = {field: field.get_cached_value(known) for field in fields if known is not None and field.is_cached(known)}
+    joins = ["merchant__provider" if f.name == "merchant" else f.name for f in fields if f not in reused]
+    # Lock the payment row only: PostgreSQL refuses FOR UPDATE across the nullable joins.
+    rows = Payment.objects.select_for_update(of=("self",))
+    payment = (rows.select_related(*joins) if joins else rows).get(pk=payment_id)
+    for field, value in reused.items():
+        field.set_cached_value(payment, value)
+    return payment
 
 
 # --- creating and submitting a payment ---------------------------------------------------------------------------
@@ -234,7 +243,7 @@ def payment_submit(*, payment: Payment, auth_code: str) -> Payment:
     answer = channels.charge(payment=payment, auth_code=auth_code)
 
     with transaction.atomic():
-        payment = _locked(payment.pk)
+        payment = _locked(payment.pk, known=payment)
         _event(payment, "micropay", actor=Actor.TERMINAL, answer=answer)
         if payment.status != S.PAYING:
             return payment  # cancelled meanwhile: the reverse path owns it now
@@ -250,10 +259,17 @@ def payment_submit(*, payment: Payment, auth_code: str) -> Payment:
             payment.err_code, payment.err_message = answer.code, answer.message
             delay = 0 if answer.code in ("SYSTEMERROR", "BANKERROR") else settings.PAYMENT_QUERY_FIRST_DELAY
             payment.next_check_at = now + _seconds(delay)
-        payment.save()
+        payment.save(update_fields=_ANSWER_FIELDS)
     if payment.status == S.PAYING:
         _schedule_resolution(payment)
     return payment
+
+
+# What recording a payment call's answer may change (the columns `payment_submit` writes back).
+_ANSWER_FIELDS = [
+    "status", "transaction_id", "wallet_transaction_id", "openid", "err_code", "err_message", "paid_at",
+    "next_check_at", "updated_at",
+]  # fmt: skip
 
 
 def _mark_paid(payment: Payment, answer: Answer, *, actor: str, now: datetime) -> None:

@@ -2,8 +2,8 @@
 
 Values are Fernet tokens in the database. FIELD_ENCRYPTION_KEY holds one or more comma-separated keys: the first
 encrypts, every key decrypts, so a new key can be prepended and `manage.py rotate_field_keys` re-encrypts every row.
-Decrypted values come back wrapped in `Secret`, whose str/repr never show the value: a secret that reaches a log
-line, an exception, a template or the admin by accident prints as a mask.
+Values come back wrapped in `Secret` (decrypted when first revealed), whose str/repr never show the value: a
+secret that reaches a log line, an exception, a template or the admin by accident prints as a mask.
 """
 
 from __future__ import annotations
@@ -20,14 +20,27 @@ MASK = "••••••"
 
 
 class Secret:
-    """A secret value that refuses to be printed. Call `.reveal()` where the value is really needed."""
+    """A secret value that refuses to be printed. Call `.reveal()` where the value is really needed.
 
-    __slots__ = ("_value",)
+    Read from the database it stays sealed (the Fernet token) until revealed, so loading a row that carries secrets
+    (a device, a merchant's credentials) costs no decryption unless the secret is used.
+    """
+
+    __slots__ = ("_token", "_value")
 
     def __init__(self, value: str):
-        self._value = value
+        self._value: str | None = value
+        self._token: str | None = None
+
+    @classmethod
+    def sealed(cls, token: str) -> Secret:
+        secret = cls.__new__(cls)
+        secret._value, secret._token = None, token
+        return secret
 
     def reveal(self) -> str:
+        if self._value is None:
+            self._value = decrypt(self._token)
         return self._value
 
     def __str__(self) -> str:
@@ -37,13 +50,14 @@ class Secret:
         return f"Secret({MASK})"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
+        return isinstance(other, Secret) and other.reveal() == self.reveal()
 
     def __hash__(self) -> int:
-        return hash(self._value)
+        return hash(self.reveal())
 
     def __bool__(self) -> bool:
-        return bool(self._value)
+        # Empty values are stored as "" / NULL, never encrypted: a sealed token always holds a non-empty value.
+        return bool(self._token) if self._value is None else bool(self._value)
 
     def __reduce__(self):  # never pickled into a cache or a task message
         raise TypeError("Secret values cannot be pickled")
@@ -99,7 +113,7 @@ class EncryptedTextField(models.TextField):
     def from_db_value(self, value, expression, connection):
         if value is None or value == "":
             return value
-        return Secret(decrypt(value))
+        return Secret.sealed(value)
 
     def to_python(self, value):
         if value is None or value == "" or isinstance(value, Secret):

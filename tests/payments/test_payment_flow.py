@@ -373,3 +373,26 @@ def test_request_dying_before_the_charge_is_sent_still_ends_definite(shop, monke
     assert payment.status in ("FAILED", "REVERSED")
     assert "pay/micropay" not in shop.upstream_calls()
     assert_money_agrees(shop, "DIES-1")
+
+
+def test_a_successful_payment_reads_and_writes_a_bounded_number_of_times(shop):
+    """The hot path's database round trips (device auth included; the in-process sandbox's own excluded): a guard
+    against a change that quietly adds queries or joins to every payment."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    shop.pay(1000)  # warm-up: first-use work (content types, caches) is not part of the budget
+    with CaptureQueriesContext(connection) as queries:
+        order = shop.pay(1000)
+
+    assert order["status"] == "SUCCESS" and order["store_id"] and order["device_id"]
+    # Statements only: transaction control (savepoints here, BEGIN/COMMIT in production) is left out.
+    ours = [
+        q["sql"]
+        for q in queries.captured_queries
+        if "sandbox_" not in q["sql"] and not q["sql"].startswith(("SAVEPOINT", "RELEASE SAVEPOINT"))
+    ]
+    # auth: device, nonce; create: payment, event; claim; credentials; record: lock, 2 events, update.
+    assert len(ours) <= 10, "\n".join(ours)
+    locked = [sql for sql in ours if "FOR UPDATE" in sql]
+    assert len(locked) == 1 and "JOIN" not in locked[0]  # the row lock re-reads no merchant/store/device

@@ -4,6 +4,7 @@ import logging
 
 import pytest
 from cryptography.fernet import Fernet
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.db import connection
 
@@ -63,6 +64,30 @@ def test_secret_never_prints():
         import pickle
 
         pickle.dumps(secret)
+
+
+def test_loaded_secrets_are_decrypted_only_when_revealed(merchant_with_credentials, settings, monkeypatch):
+    from portal import fields
+
+    merchant, key_pem = merchant_with_credentials
+    calls = []
+    real = fields.decrypt
+    monkeypatch.setattr(fields, "decrypt", lambda token: calls.append(token) or real(token))
+
+    stored = ChannelCredentials.objects.get(merchant=merchant)
+    assert calls == []  # loading the row decrypts nothing
+    assert stored.wechat_api_v2_key and not stored.umpay_private_key  # set / unset without decrypting
+    assert calls == []
+    assert stored.wechat_api_v2_key.reveal() == V2_KEY and stored.wechat_api_v2_key.reveal() == V2_KEY
+    assert len(calls) == 1  # once, then kept
+    assert stored.wechat_api_v2_key == Secret(V2_KEY)
+
+    # A token no configured key opens fails where it is used, with a message that names neither token nor key.
+    other = ChannelCredentials.objects.get(merchant=merchant)
+    settings.FIELD_ENCRYPTION_KEY = Fernet.generate_key().decode()
+    with pytest.raises(ImproperlyConfigured) as failure:
+        other.wechat_private_key.reveal()
+    assert "gAAAA" not in str(failure.value) and settings.FIELD_ENCRYPTION_KEY not in str(failure.value)
 
 
 def test_rotation_reencrypts_under_new_key(merchant_with_credentials, settings):
