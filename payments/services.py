@@ -613,7 +613,8 @@ def _retry_or_attention(refund: Refund, answer: Answer, now: datetime) -> None:
         refund.status, refund.next_check_at = Refund.Status.ATTENTION, None
         refund.err_code, refund.err_message = answer.code, "Gave up retrying; a person must check the channel."
     else:
-        refund.next_check_at = now + _seconds(min(600.0, 5.0 * 2 ** min(refund.attempts, 7)))
+        backoff = min(settings.REFUND_RETRY_MAX_SECONDS, 5.0 * 2 ** min(refund.attempts, 7))
+        refund.next_check_at = now + _seconds(backoff)
 
 
 def _refund_done(payment: Payment, refund: Refund) -> None:

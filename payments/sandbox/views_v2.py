@@ -224,11 +224,7 @@ def _micropay(call: Call) -> HttpResponse:
     total_fee = int(f["total_fee"])
     if not identity.is_wechat_payment_code(f["auth_code"]):
         return _error(call, "AUTH_CODE_INVALID", "请扫描微信支付授权码(以10、11、12、13、14、15开头的18位数字)")
-    existing = SandboxWechatOrder.objects.filter(
-        mch_id=call.merchant.mch_id, sub_mch_id=call.sub_mch_id, out_trade_no=f["out_trade_no"]
-    ).first()
-    if existing is not None:
-        return _repeat_answer(call, existing, total_fee)
+    # A repeated out_trade_no is found by the unique constraint when the order is inserted (below).
     scenario = scenarios.resolve(
         header=call.scenario_header,
         preset=preset_for(f["out_trade_no"]),
@@ -265,7 +261,7 @@ def _micropay(call: Call) -> HttpResponse:
                 settles_at=now + timedelta(seconds=scenarios.settle_seconds()) if scenario in _SETTLING else None,
             )
     except IntegrityError:
-        # A concurrent duplicate won the unique constraint: answer as for a repeat.
+        # The same out_trade_no again (a retry, or a concurrent duplicate): answer as for a repeat.
         existing = SandboxWechatOrder.objects.get(
             mch_id=call.merchant.mch_id, sub_mch_id=call.sub_mch_id, out_trade_no=f["out_trade_no"]
         )
