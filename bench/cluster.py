@@ -333,6 +333,8 @@ class Cluster:
                 totals[name] += seconds
             elif postmaster and postmaster in (pid, ppid):
                 totals["postgresql"] += seconds
+                if pid == postmaster:  # backends that have exited (connections closed) are counted here
+                    totals["postgresql"] += (int(fields[13]) + int(fields[14])) / tick
             elif pid == redis:
                 totals["redis"] += seconds
         return totals
