@@ -9,6 +9,7 @@ only then is the action checked (403), so a foreign id never reveals whether it 
 from __future__ import annotations
 
 import secrets
+import time
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -25,6 +26,7 @@ from django.views.decorators.http import require_POST
 
 from portal import services
 from portal.errors import InvalidInput, InvalidState
+from portal.fields import decrypt, encrypt
 from portal.forms import CredentialsForm, DeviceRegisterForm, MerchantForm, StoreForm, add_service_errors
 from portal.models import ChannelCredentials, Merchant, ServiceProvider, Store
 from portal.permissions import Action, can, require
@@ -470,14 +472,41 @@ def store_toggle(request: HttpRequest, pk: int) -> HttpResponse:
 # --- devices -----------------------------------------------------------------------------------------------------
 
 
-def _secret_page(request: HttpRequest, *, device, secret: str, rotated: bool) -> HttpResponse:
-    """The only response that ever carries the secret; never cached, never stored in the session."""
+_SECRET_HANDOFF = "device_secret_once"
+_SECRET_HANDOFF_SECONDS = 300
+
+
+def _show_secret_once(request: HttpRequest, *, device, secret: str, rotated: bool) -> HttpResponse:
+    """After registering or rotating, redirect (POST → GET) to the page that shows the new secret. The secret waits
+    in the session encrypted under FIELD_ENCRYPTION_KEY, for at most five minutes, and is removed when shown: reloading
+    the page neither shows it again nor registers a second device or rotates a second time."""
+    token = secrets.token_urlsafe(16)
+    request.session[_SECRET_HANDOFF] = {
+        "token": token,
+        "device": device.pk,
+        "rotated": rotated,
+        "secret": encrypt(secret),
+        "until": time.time() + _SECRET_HANDOFF_SECONDS,
+    }
+    return redirect("portal:device_secret", pk=device.pk, token=token)
+
+
+@login_required
+def device_secret(request: HttpRequest, pk: int, token: str) -> HttpResponse:
+    """The only response that ever carries a device secret; never cached. Shown once."""
+    device = _device_for_write(request, pk)
+    held = request.session.get(_SECRET_HANDOFF) or {}
+    secret = None
+    if held.get("token") == token and held.get("device") == device.pk:
+        del request.session[_SECRET_HANDOFF]
+        if held["until"] >= time.time():
+            secret = decrypt(held["secret"])
     api_base = reverse("terminal:heartbeat").removesuffix("heartbeat")
     server_url = settings.PUBLIC_BASE_URL.rstrip("/") + api_base
     response = render(
         request,
         "portal/onboarding/device_secret.html",
-        {"device": device, "secret": secret, "server_url": server_url, "rotated": rotated},
+        {"device": device, "secret": secret, "server_url": server_url, "rotated": held.get("rotated", False)},
     )
     response["Cache-Control"] = "no-store"
     return response
@@ -499,7 +528,7 @@ def device_register(request: HttpRequest, pk: int) -> HttpResponse:
         except InvalidInput as exc:
             add_service_errors(form, exc)
         else:
-            return _secret_page(request, device=device, secret=secret, rotated=False)
+            return _show_secret_once(request, device=device, secret=secret, rotated=False)
     context = _store_detail_context(request, store, form)
     return render(request, "portal/onboarding/store_detail.html", context, status=400)
 
@@ -522,7 +551,7 @@ def device_rotate(request: HttpRequest, pk: int) -> HttpResponse:
             cancel_url=reverse("portal:store_detail", args=[device.store_id]),
         )
     secret = services.device_rotate_secret(device=device, actor=request.user)
-    return _secret_page(request, device=device, secret=secret, rotated=True)
+    return _show_secret_once(request, device=device, secret=secret, rotated=True)
 
 
 @login_required

@@ -483,10 +483,14 @@ def test_store_edit_and_toggle_are_audited(client, world):
 def test_register_shows_the_secret_once(client, world):
     user = as_user(client, world["a_admin"])
 
-    response = user.post(url("device_register", world["store_a"].pk), {"device_id": "POS-7", "name": "Front desk"})
+    posted = user.post(url("device_register", world["store_a"].pk), {"device_id": "POS-7", "name": "Front desk"})
 
     device = Device.objects.get(device_id="POS-7")
     secret = device.secret.reveal()
+    # POST → redirect → GET: the secret waits in the session encrypted, never in plain text
+    assert posted.status_code == 302 and secret not in posted.content.decode()
+    assert secret not in str(dict(user.session.items()))
+    response = user.get(posted["Location"])
     body = response.content.decode()
     assert response.status_code == 200
     assert response["Cache-Control"] == "no-store"
@@ -494,9 +498,37 @@ def test_register_shows_the_secret_once(client, world):
     assert "device_id=POS-7" in body and "/api/terminal/v1/" in body
     audit = AuditLog.objects.get(action="device.register", object_id=str(device.pk))
     assert audit.actor == world["a_admin"] and secret not in str(audit.details)
-    # the secret cannot be obtained again
+    # the secret cannot be obtained again: not by reloading its page, not anywhere else
+    reloaded = user.get(posted["Location"])
+    assert reloaded.status_code == 200 and secret not in reloaded.content.decode()
+    assert 'id="secret-gone"' in reloaded.content.decode()
+    assert Device.objects.filter(store=world["store_a"]).count() == 2  # the fixture's device and POS-7: no second
     for page in (url("store_detail", world["store_a"].pk), url("store_list"), reverse("portal:home")):
         assert secret not in user.get(page).content.decode()
+
+
+def test_a_secret_page_is_for_its_session_and_device_only_and_expires(client, world, monkeypatch):
+    from django.test import Client
+
+    from portal import views_onboarding
+
+    user = as_user(client, world["a_admin"])
+    posted = user.post(url("device_register", world["store_a"].pk), {"device_id": "POS-8"})
+    secret = Device.objects.get(device_id="POS-8").secret.reveal()
+    location = posted["Location"]
+
+    # another user of the same merchant (another session) gets the gone page; a foreign merchant's admin a 404
+    colleague = as_user(Client(), world["a_admin"])
+    assert secret not in colleague.get(location).content.decode()
+    assert as_user(Client(), world["b_admin"]).get(location).status_code == 404
+    # a token for another device shows nothing
+    pos8 = Device.objects.get(device_id="POS-8")
+    other = location.replace(f"/devices/{pos8.pk}/", f"/devices/{world['device_a'].pk}/")
+    assert secret not in user.get(other).content.decode()
+    # after five minutes the hand-off has expired
+    later = views_onboarding.time.time() + 301
+    monkeypatch.setattr(views_onboarding.time, "time", lambda: later)
+    assert secret not in user.get(location).content.decode()
 
 
 def test_register_duplicate_device_id_is_a_field_error(client, world):
@@ -517,11 +549,15 @@ def test_rotate_needs_confirmation_and_shows_the_new_secret_once(client, world):
     assert confirm_page.status_code == 200 and world["secret_a"] not in confirm_page.content.decode()
     assert Device.objects.get(pk=device.pk).secret.reveal() == world["secret_a"]
 
-    response = user.post(url("device_rotate", device.pk), {"confirm": "yes"})
+    posted = user.post(url("device_rotate", device.pk), {"confirm": "yes"})
+    response = user.get(posted["Location"])
 
     new_secret = Device.objects.get(pk=device.pk).secret.reveal()
     assert new_secret != world["secret_a"]
     assert new_secret in response.content.decode() and response["Cache-Control"] == "no-store"
+    # reloading neither rotates again nor shows the secret again
+    assert new_secret not in user.get(posted["Location"]).content.decode()
+    assert Device.objects.get(pk=device.pk).secret.reveal() == new_secret
     assert AuditLog.objects.filter(action="device.rotate_secret", object_id=str(device.pk)).count() == 1
     assert new_secret not in user.get(url("store_detail", world["store_a"].pk)).content.decode()
 
