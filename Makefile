@@ -49,7 +49,7 @@ bench-services:
 bench: $(BENCH_STAMP) bench-services
 	$(BIN)/python -m bench.bench $(ARGS)
 
-# The full fault run: 10,000 payments through a chaotic sandbox while workers are killed (about an hour on 2 cores).
+# The full fault run: 10,000 payments through a chaotic sandbox while workers are killed (~25 min on 2 cores).
 faults: $(BENCH_STAMP) bench-services
 	$(BIN)/python -m bench.faults --payments 10000 --terminals 40 --max-examples 100 --notifications 300 \
 		--resolution-seconds 600 --name faults $(ARGS)
