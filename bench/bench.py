@@ -136,15 +136,18 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+SERVER_PARTS = ("app", "postgresql", "redis", "celery")
+SERVER_CPU = "server (app + postgresql + redis + celery)"
+CPU_PARTS = ("app", "sandbox", "postgresql", "redis", "celery", "load generator")
+
+
 def cpu_per_request(before: dict[str, float], after: dict[str, float], load: float, stats: dict) -> dict[str, float]:
     """CPU milliseconds per answered request, by part, over the whole scenario (warm-up included: the CPU counters
     cannot be cut at the warm-up's end, so requests are counted over the same span)."""
     answered = max(1, stats["requests_total"])
     parts = {name: (after[name] - before[name]) * 1000 / answered for name in after}
     parts["load generator"] = load * 1000 / answered
-    parts["server (app + postgresql + redis + celery)"] = sum(
-        parts[name] for name in ("app", "postgresql", "redis", "celery")
-    )
+    parts[SERVER_CPU] = sum(parts[name] for name in SERVER_PARTS)
     return parts
 
 
@@ -330,13 +333,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  pgbench single-row INSERT: {results['pgbench']['inserts_per_second']:.0f}/s; commits per payment "
               f"{total_b:.1f} (incl. sandbox)", flush=True)  # fmt: skip
         results["scenarios"] = scenarios
-        try:
-            if not args.profile_payments:
-                raise RuntimeError("skipped (--profile-payments 0)")
-            profile = profile_payments(cluster, specs[0], args.profile_payments, ROOT / "bench/results/profile.txt")
-            results["profile_top"] = profile.splitlines()[:60]
-        except Exception as exc:  # the profile is a help, not a measurement
-            results["profile_error"] = repr(exc)
+        if args.profile_payments:
+            try:
+                profile = profile_payments(
+                    cluster, specs[0], args.profile_payments, ROOT / "bench/results/profile.txt"
+                )
+                results["profile_top"] = profile.splitlines()[:60]
+            except Exception as exc:  # the profile is a help, not a measurement
+                results["profile_error"] = repr(exc)
     from bench import protocol
 
     results["protocol"] = protocol.run(args.protocol_rounds) if args.protocol_rounds else {}
@@ -370,25 +374,23 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {LABELS[key]} | {stats['rps']:.1f} | {stats['p50_ms']:.1f} | {stats['p95_ms']:.1f} | "
             f"{stats['p99_ms']:.1f} | {_ratio(stats['ratio_to_baseline'])} | {stats['errors']} |"
         )
-    parts = ["app", "sandbox", "postgresql", "redis", "celery", "load generator"]
     lines += [
         "",
         "CPU milliseconds per request, by process (/proc counters over the whole scenario, warm-up included; the "
         "sandbox plays the upstream and the load generator the terminals, both on the same cores):",
         "",
-        "| scenario | " + " | ".join(parts) + " | server: app + postgresql + redis + celery | ratio to (a) |",
-        "|---|" + "---:|" * (len(parts) + 2),
+        "| scenario | " + " | ".join(CPU_PARTS) + " | server: app + postgresql + redis + celery | ratio to (a) |",
+        "|---|" + "---:|" * (len(CPU_PARTS) + 2),
     ]
-    server = "server (app + postgresql + redis + celery)"
-    base_cpu = results["scenarios"]["a_baseline"].get("cpu_ms_per_request", {}).get(server)
+    base_cpu = results["scenarios"]["a_baseline"].get("cpu_ms_per_request", {}).get(SERVER_CPU)
     for key, stats in results["scenarios"].items():
         cpu = stats.get("cpu_ms_per_request")
         if not cpu:
             continue
-        ratio = base_cpu / cpu[server] if base_cpu and cpu[server] else float("nan")
+        ratio = base_cpu / cpu[SERVER_CPU] if base_cpu and cpu[SERVER_CPU] else float("nan")
         lines.append(
-            f"| {LABELS[key]} | " + " | ".join(f"{cpu[name]:.2f}" for name in parts) + f" | {cpu[server]:.2f} | "
-            f"{_ratio(ratio)} |"
+            f"| {LABELS[key]} | " + " | ".join(f"{cpu[name]:.2f}" for name in CPU_PARTS)
+            + f" | {cpu[SERVER_CPU]:.2f} | {_ratio(ratio)} |"
         )
     b = results["scenarios"]["b_payment_success"]
     paced = results["scenarios"].get("b_paced", {})

@@ -308,14 +308,12 @@ class Cluster:
         children (backends keep their connection, so their time stays counted).
         """
         tick = os.sysconf("SC_CLK_TCK")
-        groups = {
-            ("celery" if name.startswith(("worker", "beat")) else name): process.popen.pid
+        # Process-group leader pid → part; celery workers and beat count together.
+        leaders = {
+            process.popen.pid: "celery" if name.startswith(("worker", "beat")) else name
             for name, process in self.processes.items()
             if process.alive
         }
-        leaders: dict[int, list[str]] = {}
-        for name, pid in groups.items():
-            leaders.setdefault(pid, []).append(name)
         postmaster = 0
         if self._pg_dir is not None and (pid_file := self._pg_dir / "data" / "postmaster.pid").exists():
             postmaster = int(pid_file.read_text().split()[0])
@@ -329,8 +327,7 @@ class Cluster:
             pid, ppid, pgrp = int(stat.parent.name), int(fields[1]), int(fields[2])
             seconds = (int(fields[11]) + int(fields[12])) / tick
             if pgrp in leaders:
-                name = "celery" if leaders[pgrp][0] == "celery" else leaders[pgrp][0]
-                totals[name] += seconds
+                totals[leaders[pgrp]] += seconds
             elif postmaster and postmaster in (pid, ppid):
                 totals["postgresql"] += seconds
                 if pid == postmaster:  # backends that have exited (connections closed) are counted here
