@@ -81,8 +81,11 @@ def _event(
     refund: Refund | None = None,
     user: AbstractBaseUser | None = None,
     message: str = "",
+    batch: list[PaymentEvent] | None = None,
 ) -> PaymentEvent:
-    return PaymentEvent.objects.create(
+    """Append an event. With `batch`, the event is only built and added to the list; the caller saves the list
+    with one INSERT (`_save_events`) inside the same transaction as the change it records."""
+    event = PaymentEvent(
         payment=payment,
         refund=refund,
         action=action,
@@ -97,17 +100,35 @@ def _event(
         actor=actor,
         actor_user=user,
     )
+    if batch is None:
+        event.save(force_insert=True)
+    else:
+        batch.append(event)
+    return event
+
+
+def _save_events(batch: list[PaymentEvent]) -> None:
+    PaymentEvent.objects.bulk_create(batch)  # one multi-row INSERT, in list order
 
 
 def _transition(
-    payment: Payment, to: str, *, actor: str, user: AbstractBaseUser | None = None, message: str = ""
+    payment: Payment,
+    to: str,
+    *,
+    actor: str,
+    user: AbstractBaseUser | None = None,
+    message: str = "",
+    batch: list[PaymentEvent] | None = None,
 ) -> None:
     """Change status (caller holds the row lock and saves). Refuses transitions the state machine does not allow."""
     if to == payment.status:
         return
     if to not in TRANSITIONS[payment.status]:
         raise InvalidState(f"A {payment.status} payment cannot become {to}.", code="INVALID_TRANSITION")
-    _event(payment, "state", actor=actor, from_status=payment.status, to_status=to, user=user, message=message)
+    _event(
+        payment, "state", actor=actor, from_status=payment.status, to_status=to, user=user, message=message,
+        batch=batch,
+    )  # fmt: skip
     payment.status = to
 
 
@@ -190,6 +211,10 @@ def payment_create(*, device: Device, data: PaymentInput) -> tuple[Payment, bool
     wallet = detect_wallet(auth_code=data.auth_code, method=data.method, channel=merchant.channel)
     fingerprint = _fingerprint(merchant.pk, data)
     now = _now()
+    # The order is inserted already claimed for sending (submitted_at): only the request that inserted it sends the
+    # charge, so no other process can race it for that right. Lease: if this request dies before or during the
+    # call, the sweeper queries after next_check_at; the charge is never sent again.
+    lease = now + _seconds(settings.PAYMENT_CALL_TIMEOUT + settings.PAYMENT_QUERY_FIRST_DELAY)
     try:
         with transaction.atomic():
             payment = Payment.objects.create(
@@ -207,8 +232,8 @@ def payment_create(*, device: Device, data: PaymentInput) -> tuple[Payment, bool
                 auth_code_hint=data.auth_code[:4],
                 request_fingerprint=fingerprint,
                 order_time=china_timestamp(now),
-                # Until the call is sent this is the point at which the sweeper treats the order as possibly sent.
-                next_check_at=now + _seconds(settings.PAYMENT_CALL_TIMEOUT + settings.PAYMENT_QUERY_FIRST_DELAY),
+                submitted_at=now,
+                next_check_at=lease,
             )
             _event(payment, "created", actor=Actor.TERMINAL, to_status=S.PAYING)
     except IntegrityError:
@@ -226,39 +251,30 @@ def payment_create(*, device: Device, data: PaymentInput) -> tuple[Payment, bool
 
 
 def payment_submit(*, payment: Payment, auth_code: str) -> Payment:
-    """Send the payment call once. Only the request that created the order calls this."""
-    now = _now()
-    # Claim the right to send in one conditional UPDATE (the row's own lock settles a race with the sweeper, which
-    # sets submitted_at when it finds an unsent order). Lease: if we die during the call, the sweeper queries after
-    # it, never re-sends the charge.
-    lease = now + _seconds(settings.PAYMENT_CALL_TIMEOUT + settings.PAYMENT_QUERY_FIRST_DELAY)
-    claimed = Payment.objects.filter(pk=payment.pk, status=S.PAYING, submitted_at__isnull=True).update(
-        submitted_at=now, next_check_at=lease, updated_at=now
-    )
-    if not claimed:
-        payment.refresh_from_db()
-        return payment
-    payment.submitted_at, payment.next_check_at = now, lease
-
+    """Send the payment call once. Only the request whose `payment_create` inserted the order calls this (the
+    insert claimed it); the answer is recorded under the row lock."""
     answer = channels.charge(payment=payment, auth_code=auth_code)
 
+    events: list[PaymentEvent] = []
     with transaction.atomic():
         payment = _locked(payment.pk, known=payment)
-        _event(payment, "micropay", actor=Actor.TERMINAL, answer=answer)
+        _event(payment, "micropay", actor=Actor.TERMINAL, answer=answer, batch=events)
         if payment.status != S.PAYING:
+            _save_events(events)
             return payment  # cancelled meanwhile: the reverse path owns it now
         now = _now()
         if answer.outcome is Outcome.SUCCESS:
-            _mark_paid(payment, answer, actor=Actor.TERMINAL, now=now)
+            _mark_paid(payment, answer, actor=Actor.TERMINAL, now=now, batch=events)
         elif answer.outcome is Outcome.REJECTED:
             payment.err_code, payment.err_message = answer.code, answer.message
             payment.next_check_at = None
-            _transition(payment, S.FAILED, actor=Actor.TERMINAL)
+            _transition(payment, S.FAILED, actor=Actor.TERMINAL, batch=events)
         else:
             # Unknown: the user may have been charged. SYSTEMERROR/BANKERROR → query now; USERPAYING → in ~5 s.
             payment.err_code, payment.err_message = answer.code, answer.message
             delay = 0 if answer.code in ("SYSTEMERROR", "BANKERROR") else settings.PAYMENT_QUERY_FIRST_DELAY
             payment.next_check_at = now + _seconds(delay)
+        _save_events(events)
         payment.save(update_fields=_ANSWER_FIELDS)
     if payment.status == S.PAYING:
         _schedule_resolution(payment)
@@ -272,14 +288,16 @@ _ANSWER_FIELDS = [
 ]  # fmt: skip
 
 
-def _mark_paid(payment: Payment, answer: Answer, *, actor: str, now: datetime) -> None:
+def _mark_paid(
+    payment: Payment, answer: Answer, *, actor: str, now: datetime, batch: list[PaymentEvent] | None = None
+) -> None:
     payment.transaction_id = answer.transaction_id or payment.transaction_id
     payment.wallet_transaction_id = answer.wallet_transaction_id or payment.wallet_transaction_id
     payment.openid = answer.openid or payment.openid
     payment.err_code = payment.err_message = ""
     payment.paid_at = payment.paid_at or now
     payment.next_check_at = None
-    _transition(payment, S.SUCCESS, actor=actor)
+    _transition(payment, S.SUCCESS, actor=actor, batch=batch)
 
 
 def _schedule_resolution(payment: Payment) -> None:

@@ -20,7 +20,8 @@ import time
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import connection
+from django.utils import timezone
 from rest_framework import authentication, exceptions
 
 from portal.models import Device, DeviceNonce
@@ -81,6 +82,20 @@ def parse_authorization(header: str) -> dict[str, str]:
     return params
 
 
+def _record_nonce(device_pk: int, nonce: str) -> bool:
+    """Insert the nonce unless this device already used it; False for a replay. One statement, its own transaction
+    outside an atomic block: ON CONFLICT DO NOTHING settles concurrent replays on the unique constraint without an
+    exception, so no BEGIN/SAVEPOINT is needed around it (PostgreSQL and SQLite both support the clause)."""
+    table = connection.ops.quote_name(DeviceNonce._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (device_id, nonce, created_at) VALUES (%s, %s, %s) "
+            "ON CONFLICT (device_id, nonce) DO NOTHING RETURNING id",
+            [device_pk, nonce, connection.ops.adapt_datetimefield_value(timezone.now())],
+        )
+        return cursor.fetchone() is not None
+
+
 class DeviceSignatureAuthentication(authentication.BaseAuthentication):
     def authenticate(self, request):
         header = request.META.get("HTTP_AUTHORIZATION", "")
@@ -102,13 +117,8 @@ class DeviceSignatureAuthentication(authentication.BaseAuthentication):
         if not hmac.compare_digest(expected, params["signature"]):
             raise TerminalAuthFailed("SIGNATURE_INVALID", "The request signature does not match.")
 
-        try:
-            with transaction.atomic():
-                DeviceNonce.objects.create(device=device, nonce=params["nonce"])
-        except IntegrityError:
-            raise TerminalAuthFailed(
-                "NONCE_REPLAYED", "This nonce was already used; sign every request anew."
-            ) from None
+        if not _record_nonce(device.pk, params["nonce"]):
+            raise TerminalAuthFailed("NONCE_REPLAYED", "This nonce was already used; sign every request anew.")
 
         if not device.is_active:
             raise TerminalForbidden("DEVICE_DISABLED", "This device is disabled.")
