@@ -75,7 +75,9 @@ def _reveal(value) -> str:
     return value.reveal() if value else ""
 
 
-def _wechat_config(merchant: Merchant) -> wechatpay_v2.WechatPayV2Config:
+def _wechat_config(merchant: Merchant, *, client_certificate: bool = False) -> wechatpay_v2.WechatPayV2Config:
+    """`client_certificate`: the call goes to `secapi/*` (reverse, refund) and needs the API client certificate and
+    its key; other calls leave them encrypted (decrypting them is most of the cost of building a config)."""
     credentials = _credentials(merchant)
     if merchant.channel == Merchant.Channel.WECHAT_PROVIDER:
         provider = merchant.provider
@@ -90,8 +92,8 @@ def _wechat_config(merchant: Merchant) -> wechatpay_v2.WechatPayV2Config:
     return wechatpay_v2.WechatPayV2Config(
         **ids,
         api_key=_reveal(credentials.wechat_api_v2_key),
-        client_cert_pem=_reveal(credentials.wechat_certificate),
-        client_key_pem=_reveal(credentials.wechat_private_key),
+        client_cert_pem=_reveal(credentials.wechat_certificate) if client_certificate else "",
+        client_key_pem=_reveal(credentials.wechat_private_key) if client_certificate else "",
         base_url=settings.WECHATPAY_API_BASE,
         face_base_url=settings.WECHATPAY_FACE_API_BASE,
     )
@@ -259,7 +261,7 @@ def reverse(*, payment) -> Answer:
         )
         return _answer(result)
     result = wechatpay_v2.reverse(
-        _wechat_config(merchant),
+        _wechat_config(merchant, client_certificate=True),
         wechatpay_v2.ReverseRequest(transaction_id=payment.transaction_id, out_trade_no=payment.out_trade_no),
         client=upstream_client,
         timeouts=timeouts,
@@ -287,7 +289,7 @@ def refund_submit(*, refund) -> Answer:
         )
         return _answer(result, refund_id=result.transaction_id)
     result = wechatpay_v2.refund(
-        _wechat_config(merchant),
+        _wechat_config(merchant, client_certificate=True),
         wechatpay_v2.RefundRequest(
             out_refund_no=refund.out_refund_no,
             total_fee=payment.total_fee,

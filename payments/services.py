@@ -252,33 +252,43 @@ def payment_create(*, device: Device, data: PaymentInput) -> tuple[Payment, bool
 
 def payment_submit(*, payment: Payment, auth_code: str) -> Payment:
     """Send the payment call once. Only the request whose `payment_create` inserted the order calls this (the
-    insert claimed it); the answer is recorded under the row lock."""
+    insert claimed it). `payment` is the instance that insert returned."""
     answer = channels.charge(payment=payment, auth_code=auth_code)
 
-    events: list[PaymentEvent] = []
     with transaction.atomic():
-        payment = _locked(payment.pk, known=payment)
-        _event(payment, "micropay", actor=Actor.TERMINAL, answer=answer, batch=events)
-        if payment.status != S.PAYING:
+        # While the call was out, only a cancel can have moved the order off PAYING. So the answer is applied to the
+        # instance in hand and written with one UPDATE conditional on PAYING, which takes the row lock itself.
+        events: list[PaymentEvent] = []
+        _apply_micropay_answer(payment, answer, events)
+        changes = {name: getattr(payment, name) for name in _ANSWER_FIELDS}
+        if Payment.objects.filter(pk=payment.pk, status=S.PAYING).update(**changes):
             _save_events(events)
-            return payment  # cancelled meanwhile: the reverse path owns it now
-        now = _now()
-        if answer.outcome is Outcome.SUCCESS:
-            _mark_paid(payment, answer, actor=Actor.TERMINAL, now=now, batch=events)
-        elif answer.outcome is Outcome.REJECTED:
-            payment.err_code, payment.err_message = answer.code, answer.message
-            payment.next_check_at = None
-            _transition(payment, S.FAILED, actor=Actor.TERMINAL, batch=events)
         else:
-            # Unknown: the user may have been charged. SYSTEMERROR/BANKERROR → query now; USERPAYING → in ~5 s.
-            payment.err_code, payment.err_message = answer.code, answer.message
-            delay = 0 if answer.code in ("SYSTEMERROR", "BANKERROR") else settings.PAYMENT_QUERY_FIRST_DELAY
-            payment.next_check_at = now + _seconds(delay)
-        _save_events(events)
-        payment.save(update_fields=_ANSWER_FIELDS)
+            # Cancelled meanwhile: the reverse path owns the order now; record the answer under the lock only.
+            payment = _locked(payment.pk, known=payment)
+            _event(payment, "micropay", actor=Actor.TERMINAL, answer=answer)
+            return payment
     if payment.status == S.PAYING:
         _schedule_resolution(payment)
     return payment
+
+
+def _apply_micropay_answer(payment: Payment, answer: Answer, events: list[PaymentEvent]) -> None:
+    """The answer to the payment call, applied to a PAYING payment (the caller writes the row and `events`)."""
+    _event(payment, "micropay", actor=Actor.TERMINAL, answer=answer, batch=events)
+    now = _now()
+    payment.updated_at = now
+    if answer.outcome is Outcome.SUCCESS:
+        _mark_paid(payment, answer, actor=Actor.TERMINAL, now=now, batch=events)
+    elif answer.outcome is Outcome.REJECTED:
+        payment.err_code, payment.err_message = answer.code, answer.message
+        payment.next_check_at = None
+        _transition(payment, S.FAILED, actor=Actor.TERMINAL, batch=events)
+    else:
+        # Unknown: the user may have been charged. SYSTEMERROR/BANKERROR → query now; USERPAYING → in ~5 s.
+        payment.err_code, payment.err_message = answer.code, answer.message
+        delay = 0 if answer.code in ("SYSTEMERROR", "BANKERROR") else settings.PAYMENT_QUERY_FIRST_DELAY
+        payment.next_check_at = now + _seconds(delay)
 
 
 # What recording a payment call's answer may change (the columns `payment_submit` writes back).

@@ -392,9 +392,32 @@ def test_a_successful_payment_reads_and_writes_a_bounded_number_of_times(shop):
         for q in queries.captured_queries
         if "sandbox_" not in q["sql"] and not q["sql"].startswith(("SAVEPOINT", "RELEASE SAVEPOINT"))
     ]
-    # auth: device, nonce; create (claimed for sending): payment, event; credentials; record: lock, events (one
-    # INSERT for the answer and the state change), update.
-    assert len(ours) <= 8, "\n".join(ours)
+    # auth: device, nonce; create (claimed for sending): payment, event; credentials; record: the UPDATE
+    # conditional on PAYING, events (one INSERT for the answer and the state change).
+    assert len(ours) <= 7, "\n".join(ours)
     assert sum(sql.startswith('INSERT INTO "payments_paymentevent"') for sql in ours) == 2
-    locked = [sql for sql in ours if "FOR UPDATE" in sql]
-    assert len(locked) == 1 and "JOIN" not in locked[0]  # the row lock re-reads no merchant/store/device
+    assert not [sql for sql in ours if "FOR UPDATE" in sql]  # the answer is written without re-reading the row
+
+
+def test_cancel_landing_while_the_charge_is_out_wins_over_its_success(shop, monkeypatch):
+    """The user walks away while micropay is in flight and the charge then succeeds: the order stays with the
+    reverse path (REVERSING → REVERSED), the answer is recorded, and the money agrees with the upstream."""
+    from payments import channels
+
+    real_charge = channels.charge
+
+    def charge_while_cancelled(*, payment, auth_code):
+        answer = real_charge(payment=payment, auth_code=auth_code)
+        services.payment_cancel(payment=Payment.objects.get(pk=payment.pk))
+        return answer
+
+    monkeypatch.setattr(channels, "charge", charge_while_cancelled)
+    order = shop.pay(1000)
+    assert order["status"] == "REVERSING"
+    payment = shop.payment(order["out_trade_no"])
+    assert [e.action for e in payment.events.all()] == ["created", "state", "micropay"]
+    assert payment.events.get(action="micropay").outcome == "SUCCESS"
+    monkeypatch.setattr(channels, "charge", real_charge)
+    shop.run_worker(20)
+    assert shop.payment(order["out_trade_no"]).status == "REVERSED"
+    assert_money_agrees(shop, order["out_trade_no"])

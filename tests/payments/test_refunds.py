@@ -145,3 +145,40 @@ def test_staff_refund_api_roles_and_scoping(client, make_shop):
         assert denied.json()["code"] == "ROLE_CANNOT_REFUND"
     assert payment_b.refunds.count() == 0
     assert payment_a.refunds.count() == 1
+
+
+def test_only_the_secapi_calls_decrypt_the_client_certificate(shop, monkeypatch):
+    """reverse and refund go to secapi/*, which needs the API client certificate (mutual TLS in production; the
+    sandbox cannot check it): their configs carry the certificate and key. micropay, orderquery and refundquery
+    leave both encrypted."""
+    from payments.gateways import wechatpay_v2
+
+    carried: dict[str, set[bool]] = {}
+
+    def spying(name, real):
+        def spy(config, *args, **kwargs):
+            carried.setdefault(name, set()).add(bool(config.client_cert_pem and config.client_key_pem))
+            return real(config, *args, **kwargs)
+
+        return spy
+
+    for name in ("micropay", "orderquery", "reverse", "refund", "refundquery"):
+        monkeypatch.setattr(wechatpay_v2, name, spying(name, getattr(wechatpay_v2, name)))
+
+    partly = shop.pay(10000)
+    refund(shop, partly["out_trade_no"], 3000)
+    queried = shop.pay(1101)  # USERPAYING, then paid: found by orderquery
+    cancelled = shop.pay(1102)  # USERPAYING, never paid: reversed after the cancel
+    shop.terminal.post(f"payments/{cancelled['out_trade_no']}/cancel")
+    shop.run_worker(30)
+
+    assert shop.payment(partly["out_trade_no"]).status == "PARTIALLY_REFUNDED"
+    assert shop.payment(queried["out_trade_no"]).status == "SUCCESS"
+    assert shop.payment(cancelled["out_trade_no"]).status == "REVERSED"
+    assert carried == {
+        "micropay": {False},
+        "orderquery": {False},
+        "refund": {True},
+        "refundquery": {False},
+        "reverse": {True},
+    }
