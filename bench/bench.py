@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import multiprocessing
 import resource
 import statistics
@@ -42,7 +43,7 @@ def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))
+    index = min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))  # nearest rank
     return ordered[index]
 
 
@@ -123,11 +124,42 @@ def drive(
         "errors": len(records) - len(ok),
         "error_statuses": sorted({r[2] for r in records if not 200 <= r[2] < 300}),
         "rps": len(ok) / seconds,
+        **latency_summary(latencies),
+    }, [(r[3], r[1] * 1000) for r in ok if r[3]], latencies
+
+
+def latency_summary(latencies: list[float]) -> dict[str, float]:
+    return {
         "p50_ms": percentile(latencies, 50),
         "p95_ms": percentile(latencies, 95),
         "p99_ms": percentile(latencies, 99),
         "mean_ms": statistics.fmean(latencies) if latencies else float("nan"),
-    }, [(r[3], r[1] * 1000) for r in ok if r[3]]
+    }
+
+
+def combine_rounds(rounds: list[dict[str, Any]], latencies: list[float], baseline_rps: list[float]) -> dict[str, Any]:
+    """One scenario over its rounds: throughput is the median round's; latency percentiles pool every round's
+    requests; CPU per request is weighted by requests; the ratio to (a) is the median of the per-round ratios,
+    each taken against the baseline measured minutes before it in the same round (the machine drifts)."""
+    total = sum(r["requests_total"] for r in rounds)
+    cpu_parts = rounds[0]["cpu_ms_per_request"].keys()
+    ratios = [r["rps"] / a for r, a in zip(rounds, baseline_rps, strict=True) if a]
+    return {
+        "rounds_rps": [r["rps"] for r in rounds],
+        "rps": statistics.median(r["rps"] for r in rounds),
+        "requests": sum(r["requests"] for r in rounds),
+        "requests_total": total,
+        "errors": sum(r["errors"] for r in rounds),
+        "error_statuses": sorted({code for r in rounds for code in r["error_statuses"]}),
+        **latency_summary(latencies),
+        "commits": sum(r["commits"] for r in rounds),
+        "cpu_ms_per_request": {
+            part: sum(r["cpu_ms_per_request"][part] * r["requests_total"] for r in rounds) / max(1, total)
+            for part in cpu_parts
+        },
+        "rounds_ratio_to_baseline": ratios,
+        "ratio_to_baseline": statistics.median(ratios) if ratios else float("nan"),
+    }
 
 
 def _children_cpu() -> float:
@@ -250,8 +282,12 @@ def profile_payments(cluster: Cluster, spec: dict[str, str], count: int, out: Pa
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--terminals", type=int, default=100)
-    parser.add_argument("--seconds", type=float, default=20)
-    parser.add_argument("--warmup", type=float, default=5)
+    parser.add_argument("--seconds", type=float, default=15, help="measured seconds per scenario and round")
+    parser.add_argument("--warmup", type=float, default=4)
+    parser.add_argument(
+        "--rounds", type=int, default=3,
+        help="the scenarios run this many times, interleaved (a b c d b′ a b c d b′ …); medians are reported",
+    )  # fmt: skip
     parser.add_argument("--latency-ms", type=float, default=0, help="added upstream latency (sandbox)")
     parser.add_argument("--load-processes", type=int, default=2)
     parser.add_argument(
@@ -279,7 +315,8 @@ def main(argv: list[str] | None = None) -> int:
         celery_concurrency=4,
     )
     print(
-        f"bench: {args.terminals} terminals, {args.seconds:.0f} s per scenario after {args.warmup:.0f} s warm-up, "
+        f"bench: {args.terminals} terminals, {args.rounds} rounds of {args.seconds:.0f} s per scenario after "
+        f"{args.warmup:.0f} s warm-up, "
         f"upstream latency {args.latency_ms:.0f} ms; run directory {run_dir.relative_to(ROOT)}",
         flush=True,
     )
@@ -288,38 +325,48 @@ def main(argv: list[str] | None = None) -> int:
         cluster.start()
         django_setup(cluster)
         specs = prepare(cluster, args.terminals)
+        rounds: dict[str, list[dict[str, Any]]] = {scenario: [] for scenario in SCENARIOS}
+        pooled: dict[str, list[float]] = {scenario: [] for scenario in SCENARIOS}
+        added: dict[str, list[float]] = {scenario: [] for scenario in SCENARIOS}
+        upstream_ms: dict[str, list[float]] = {scenario: [] for scenario in SCENARIOS}
+        for round_index in range(args.rounds):
+            for scenario in SCENARIOS:
+                before = pg_commits(cluster)
+                cpu_before, load_before = cluster.cpu_seconds(), _children_cpu()
+                interval = args.paced_interval if scenario == "b_paced" else 0.0
+                stats, numbers, latencies = drive(
+                    scenario, cluster.app_url, specs, args.seconds, args.warmup, args.load_processes, interval
+                )
+                stats["commits"] = pg_commits(cluster) - before
+                stats["cpu_ms_per_request"] = cpu_per_request(
+                    cpu_before, cluster.cpu_seconds(), _children_cpu() - load_before, stats
+                )
+                if scenario.startswith("b_"):
+                    from payments.models import PaymentEvent
+
+                    upstream = dict(
+                        PaymentEvent.objects.filter(
+                            action="micropay", payment__out_trade_no__in=[n for n, _ in numbers]
+                        ).values_list("payment__out_trade_no", "latency_ms")
+                    )
+                    added[scenario] += [ms - upstream[n] for n, ms in numbers if n in upstream]
+                    upstream_ms[scenario] += list(upstream.values())
+                rounds[scenario].append(stats)
+                pooled[scenario] += latencies
+                print(f"  round {round_index + 1}/{args.rounds} {LABELS[scenario]:<40} {stats['rps']:8.1f} req/s  "
+                      f"p50 {stats['p50_ms']:6.1f}  p95 {stats['p95_ms']:6.1f}  p99 {stats['p99_ms']:6.1f} ms  "
+                      f"errors {stats['errors']}", flush=True)  # fmt: skip
+        baseline_rps = [r["rps"] for r in rounds["a_baseline"]]
         scenarios: dict[str, Any] = {}
         for scenario in SCENARIOS:
-            before = pg_commits(cluster)
-            cpu_before, load_before = cluster.cpu_seconds(), _children_cpu()
-            interval = args.paced_interval if scenario == "b_paced" else 0.0
-            stats, numbers = drive(
-                scenario, cluster.app_url, specs, args.seconds, args.warmup, args.load_processes, interval
-            )
-            stats["commits"] = pg_commits(cluster) - before
-            stats["cpu_ms_per_request"] = cpu_per_request(
-                cpu_before, cluster.cpu_seconds(), _children_cpu() - load_before, stats
-            )
-            if scenario.startswith("b_"):
-                from payments.models import PaymentEvent
-
-                upstream = dict(
-                    PaymentEvent.objects.filter(action="micropay", payment__out_trade_no__in=[n for n, _ in numbers])
-                    .values_list("payment__out_trade_no", "latency_ms")
-                )
-                added = [ms - upstream[n] for n, ms in numbers if n in upstream]
-                stats["upstream_call_p50_ms"] = percentile(list(upstream.values()), 50)
-                stats["added_by_our_code_p99_ms"] = percentile(added, 99)
-                stats["added_by_our_code_p50_ms"] = percentile(added, 50)
-            scenarios[scenario] = stats
-            print(f"  {LABELS[scenario]:<40} {stats['rps']:8.1f} req/s  p50 {stats['p50_ms']:6.1f}  "
-                  f"p95 {stats['p95_ms']:6.1f}  p99 {stats['p99_ms']:6.1f} ms  errors {stats['errors']}",
-                  flush=True)  # fmt: skip
-        baseline = scenarios["a_baseline"]["rps"]
-        for key, stats in scenarios.items():
             # (b′) is paced: its throughput is the offered load, not a capacity, so it has no ratio.
-            paced = key == "b_paced"
-            stats["ratio_to_baseline"] = stats["rps"] / baseline if baseline and not paced else float("nan")
+            paced = scenario == "b_paced"
+            stats = combine_rounds(rounds[scenario], pooled[scenario], [0.0] * args.rounds if paced else baseline_rps)
+            if scenario.startswith("b_"):
+                stats["upstream_call_p50_ms"] = percentile(upstream_ms[scenario], 50)
+                stats["added_by_our_code_p50_ms"] = percentile(added[scenario], 50)
+                stats["added_by_our_code_p99_ms"] = percentile(added[scenario], 99)
+            scenarios[scenario] = stats
         # Commits per payment: every commit in the database during (b), per payment made (the sandbox shares the
         # database, so its own commits for the micropay are included).
         b = scenarios["b_payment_success"]
@@ -361,18 +408,22 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [
         f"# Benchmark — {results['finished_at']}",
         "",
-        f"Machine: {results['machine']}. {args['terminals']} concurrent device-signed terminals, "
-        f"{args['seconds']:.0f} s per scenario after {args['warmup']:.0f} s warm-up; upstream (sandbox) added "
-        f"latency {args['latency_ms']:.0f} ms; gunicorn {args['app_workers']} workers × {args['app_threads']} "
-        "threads; load generator on the same machine.",
+        f"Machine: {results['machine']}. {args['terminals']} concurrent device-signed terminals; "
+        f"{args.get('rounds', 1)} interleaved rounds of every scenario, {args['seconds']:.0f} s each after "
+        f"{args['warmup']:.0f} s warm-up; upstream (sandbox) added latency {args['latency_ms']:.0f} ms; gunicorn "
+        f"{args['app_workers']} workers × {args['app_threads']} threads; load generator on the same machine. "
+        "req/s: the median round; latency percentiles: every round's requests together; ratio to (a): the median "
+        "of the per-round ratios (range in brackets).",
         "",
         "| scenario | req/s | p50 ms | p95 ms | p99 ms | ratio to (a) | errors |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for key, stats in results["scenarios"].items():
+        ratios = [r for r in stats.get("rounds_ratio_to_baseline", []) if r == r]
+        spread = f" [{min(ratios):.2f}–{max(ratios):.2f}]" if len(ratios) > 1 and key != "a_baseline" else ""
         lines.append(
             f"| {LABELS[key]} | {stats['rps']:.1f} | {stats['p50_ms']:.1f} | {stats['p95_ms']:.1f} | "
-            f"{stats['p99_ms']:.1f} | {_ratio(stats['ratio_to_baseline'])} | {stats['errors']} |"
+            f"{stats['p99_ms']:.1f} | {_ratio(stats['ratio_to_baseline'])}{spread} | {stats['errors']} |"
         )
     lines += [
         "",

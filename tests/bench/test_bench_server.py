@@ -124,3 +124,24 @@ def test_table():
     assert table([("a", 0), ("longer", 12)]) == (
         "| check  | count |\n|--------|------:|\n| a      |     0 |\n| longer |    12 |"
     )
+
+
+def test_rounds_are_combined_against_the_baseline_of_the_same_round():
+    from bench.bench import combine_rounds
+
+    def round_(rps, app_ms, requests):
+        return {
+            "rps": rps, "requests": requests, "requests_total": requests + 10, "errors": 0, "error_statuses": [],
+            "commits": 4 * requests, "cpu_ms_per_request": {"app": app_ms},
+        }  # fmt: skip
+
+    rounds = [round_(40.0, 20.0, 600), round_(30.0, 30.0, 450), round_(45.0, 10.0, 700)]
+    combined = combine_rounds(rounds, latencies=[float(ms) for ms in range(1, 101)], baseline_rps=[100, 50, 150])
+
+    assert combined["rps"] == 40.0  # the median round
+    assert combined["rounds_ratio_to_baseline"] == [0.4, 0.6, 0.3]
+    assert combined["ratio_to_baseline"] == 0.4  # median of the per-round ratios, not 40 / median(baseline)
+    assert combined["p50_ms"] == 50.0 and combined["p99_ms"] == 99.0
+    assert combined["requests_total"] == 1780
+    expected_app = (20.0 * 610 + 30.0 * 460 + 10.0 * 710) / 1780
+    assert abs(combined["cpu_ms_per_request"]["app"] - expected_app) < 1e-9
