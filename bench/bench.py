@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     parser.add_argument("--app-workers", type=int, default=3)
     parser.add_argument("--app-threads", type=int, default=8)
-    parser.add_argument("--protocol-rounds", type=int, default=20000)
+    parser.add_argument("--protocol-rounds", type=int, default=10000)
     parser.add_argument("--profile-payments", type=int, default=300)
     parser.add_argument("--name", default="bench")
     args = parser.parse_args(argv)
