@@ -120,7 +120,8 @@ def _transition(
     message: str = "",
     batch: list[PaymentEvent] | None = None,
 ) -> None:
-    """Change status (caller holds the row lock and saves). Refuses transitions the state machine does not allow."""
+    """Change status (the caller holds the row lock, or writes with an UPDATE conditional on the old status).
+    Refuses transitions the state machine does not allow."""
     if to == payment.status:
         return
     if to not in TRANSITIONS[payment.status]:
@@ -256,15 +257,16 @@ def payment_submit(*, payment: Payment, auth_code: str) -> Payment:
     answer = channels.charge(payment=payment, auth_code=auth_code)
 
     with transaction.atomic():
-        # While the call was out, only a cancel can have moved the order off PAYING. So the answer is applied to the
-        # instance in hand and written with one UPDATE conditional on PAYING, which takes the row lock itself.
+        # While the call was out, only a cancel (or the resolver, once the lease has run out) can have moved the
+        # order off PAYING. So the answer is applied to the instance in hand and written with one UPDATE conditional
+        # on PAYING, which takes the row lock itself.
         events: list[PaymentEvent] = []
         _apply_micropay_answer(payment, answer, events)
         changes = {name: getattr(payment, name) for name in _ANSWER_FIELDS}
         if Payment.objects.filter(pk=payment.pk, status=S.PAYING).update(**changes):
             _save_events(events)
         else:
-            # Cancelled meanwhile: the reverse path owns the order now; record the answer under the lock only.
+            # Moved on meanwhile (cancelled: the reverse path owns it now): record the answer under the lock only.
             payment = _locked(payment.pk, known=payment)
             _event(payment, "micropay", actor=Actor.TERMINAL, answer=answer)
             return payment
