@@ -3,7 +3,10 @@ with the upstream played by the sandbox in its own gunicorn (added latency confi
 rate and commits per payment from the same run; protocol CPU cost against wechatpy / wechatpayv3; a pyinstrument
 profile of the slowest path. Writes bench/results/bench.json and bench/results/bench.md.
 
-    python -m bench.bench [--terminals 100] [--seconds 20] [--warmup 5] [--latency-ms 0]
+    python -m bench.bench [--terminals 100] [--rounds 3] [--seconds 15] [--warmup 4] [--latency-ms 0]
+
+The scenarios run in interleaved rounds and the ratios to the baseline are taken within each round: this kind of
+machine drifts by tens of per cent within minutes.
 
 The load generator runs on the same machine (its own processes): on 2 cores it takes CPU from the server, so the
 absolute numbers are lower bounds; the ratios to the baseline are measured under the same handicap.
