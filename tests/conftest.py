@@ -15,9 +15,12 @@ def wsgi_transport():
     request), so the hooks come back only when the outermost request is done.
     """
     from django.core.signals import request_finished, request_started
+    from django.core.wsgi import get_wsgi_application
     from django.db import close_old_connections
 
-    from portal.wsgi import application
+    # Not portal.wsgi: importing it freezes every object alive at that moment (connections of earlier tests'
+    # threads included) out of the garbage collector's reach — right for a server starting up, not mid-suite.
+    application = get_wsgi_application()
 
     depth = [0]
 
