@@ -140,13 +140,16 @@ def latency_summary(latencies: list[float]) -> dict[str, float]:
     }
 
 
-def combine_rounds(rounds: list[dict[str, Any]], latencies: list[float], baseline_rps: list[float]) -> dict[str, Any]:
+def combine_rounds(
+    rounds: list[dict[str, Any]], latencies: list[float], baseline_rps: list[float] | None
+) -> dict[str, Any]:
     """One scenario over its rounds: throughput is the median round's; latency percentiles pool every round's
     requests; CPU per request is weighted by requests; the ratio to (a) is the median of the per-round ratios,
-    each taken against the baseline measured minutes before it in the same round (the machine drifts)."""
+    each taken against the baseline measured minutes before it in the same round (the machine drifts). Without
+    `baseline_rps` (a paced scenario, whose throughput is the offered load) there is no ratio."""
     total = sum(r["requests_total"] for r in rounds)
     cpu_parts = rounds[0]["cpu_ms_per_request"].keys()
-    ratios = [r["rps"] / a for r, a in zip(rounds, baseline_rps, strict=True) if a]
+    ratios = [r["rps"] / a for r, a in zip(rounds, baseline_rps, strict=True) if a] if baseline_rps else []
     return {
         "rounds_rps": [r["rps"] for r in rounds],
         "rps": statistics.median(r["rps"] for r in rounds),
@@ -328,6 +331,8 @@ def main(argv: list[str] | None = None) -> int:
         cluster.start()
         django_setup(cluster)
         specs = prepare(cluster, args.terminals)
+        from payments.models import PaymentEvent
+
         rounds: dict[str, list[dict[str, Any]]] = {scenario: [] for scenario in SCENARIOS}
         pooled: dict[str, list[float]] = {scenario: [] for scenario in SCENARIOS}
         added: dict[str, list[float]] = {scenario: [] for scenario in SCENARIOS}
@@ -345,8 +350,6 @@ def main(argv: list[str] | None = None) -> int:
                     cpu_before, cluster.cpu_seconds(), _children_cpu() - load_before, stats
                 )
                 if scenario.startswith("b_"):
-                    from payments.models import PaymentEvent
-
                     upstream = dict(
                         PaymentEvent.objects.filter(
                             action="micropay", payment__out_trade_no__in=[n for n, _ in numbers]
@@ -363,8 +366,7 @@ def main(argv: list[str] | None = None) -> int:
         scenarios: dict[str, Any] = {}
         for scenario in SCENARIOS:
             # (b′) is paced: its throughput is the offered load, not a capacity, so it has no ratio.
-            paced = scenario == "b_paced"
-            stats = combine_rounds(rounds[scenario], pooled[scenario], [0.0] * args.rounds if paced else baseline_rps)
+            stats = combine_rounds(rounds[scenario], pooled[scenario], None if scenario == "b_paced" else baseline_rps)
             if scenario.startswith("b_"):
                 stats["upstream_call_p50_ms"] = percentile(upstream_ms[scenario], 50)
                 stats["added_by_our_code_p50_ms"] = percentile(added[scenario], 50)

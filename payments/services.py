@@ -84,7 +84,7 @@ def _event(
     batch: list[PaymentEvent] | None = None,
 ) -> PaymentEvent:
     """Append an event. With `batch`, the event is only built and added to the list; the caller saves the list
-    with one INSERT (`_save_events`) inside the same transaction as the change it records."""
+    with one INSERT (`bulk_create`) inside the same transaction as the change it records."""
     event = PaymentEvent(
         payment=payment,
         refund=refund,
@@ -105,10 +105,6 @@ def _event(
     else:
         batch.append(event)
     return event
-
-
-def _save_events(batch: list[PaymentEvent]) -> None:
-    PaymentEvent.objects.bulk_create(batch)  # one multi-row INSERT, in list order
 
 
 def _transition(
@@ -264,7 +260,7 @@ def payment_submit(*, payment: Payment, auth_code: str) -> Payment:
         _apply_micropay_answer(payment, answer, events)
         changes = {name: getattr(payment, name) for name in _ANSWER_FIELDS}
         if Payment.objects.filter(pk=payment.pk, status=S.PAYING).update(**changes):
-            _save_events(events)
+            PaymentEvent.objects.bulk_create(events)  # one multi-row INSERT, in list order
         else:
             # Moved on meanwhile (cancelled: the reverse path owns it now): record the answer under the lock only.
             payment = _locked(payment.pk, known=payment)
