@@ -127,6 +127,8 @@ def deliver_due(*, client: httpx.Client | None = None, now: datetime | None = No
             "next_attempt_at", "pk"
         )
     )
+    if not due:
+        return 0  # nothing to send: no client to build (a new one loads the CA bundle)
     owns_client = client is None
     client = client or httpx.Client(timeout=_TIMEOUT, follow_redirects=False)
     delivered = 0

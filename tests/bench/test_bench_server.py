@@ -145,3 +145,24 @@ def test_rounds_are_combined_against_the_baseline_of_the_same_round():
     assert combined["requests_total"] == 1780
     expected_app = (20.0 * 610 + 30.0 * 460 + 10.0 * 710) / 1780
     assert abs(combined["cpu_ms_per_request"]["app"] - expected_app) < 1e-9
+
+
+def test_load_generator_builds_one_tls_context_per_process(monkeypatch):
+    """httpx builds a TLS context (loading the CA bundle, ~50 ms of CPU) per client unless given one: 100 terminals'
+    clients did that at every scenario's start, on the cores being measured. The worker shares one."""
+    import ssl
+
+    from bench import bench
+
+    built = []
+    real = ssl.create_default_context
+
+    def counting(*args, **kwargs):
+        built.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ssl, "create_default_context", counting)
+    terminals = [{"device_id": f"T{i}", "secret": "s", "rawdata": "", "out_trade_no": "X"} for i in range(5)]
+    # stop_at in the past: every terminal builds its client and stops at once, sending nothing.
+    assert bench._worker(("a_baseline", "http://127.0.0.1:9", terminals, 0.0, 0.0)) == []
+    assert len(built) == 1
