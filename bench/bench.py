@@ -33,14 +33,29 @@ import httpx
 from bench.cluster import ROOT, Cluster, django_setup
 from bench.faults import machine
 
-SCENARIOS = ("a_baseline", "b_payment_success", "c_authinfo_cache_hit", "d_payment_get", "b_paced")
+SCENARIOS = ("a_baseline", "b_payment_success", "c_authinfo_cache_hit", "d_payment_get")
 LABELS = {
     "a_baseline": "(a) baseline: authenticate + 1 INSERT",
     "b_payment_success": "(b) POST payments → SUCCESS",
-    "b_paced": "(b′) POST payments, paced (see below)",
     "c_authinfo_cache_hit": "(c) POST face/authinfo (cache hit)",
     "d_payment_get": "(d) GET payments/{no}",
 }
+PACED = "b_paced_"  # + the interval: "b_paced_5s", each terminal starts one payment every 5 s
+
+
+def paced_scenario(interval: float) -> str:
+    return f"{PACED}{interval:g}s"
+
+
+def paced_interval(scenario: str) -> float:
+    """The interval of a paced scenario; 0 for a closed-loop one."""
+    return float(scenario[len(PACED) : -1]) if scenario.startswith(PACED) else 0.0
+
+
+def label(scenario: str) -> str:
+    if scenario.startswith(PACED):
+        return f"(b′) POST payments, one every {paced_interval(scenario):g} s per terminal"
+    return LABELS[scenario]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -77,7 +92,7 @@ def _worker(args: tuple) -> list[tuple[float, float, int, str]]:
                 next_at += interval
             if scenario == "a_baseline":
                 method, path, body = "POST", "/bench/baseline", b"{}"
-            elif scenario in ("b_payment_success", "b_paced"):
+            elif scenario.startswith("b_"):
                 payload = {"total_fee": 1000, "body": "bench", "auth_code": random_payment_code(), "method": "CODE"}
                 method, path, body = "POST", "/api/terminal/v1/payments", json.dumps(payload).encode()
             elif scenario == "c_authinfo_cache_hit":
@@ -301,8 +316,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-ms", type=float, default=0, help="added upstream latency (sandbox)")
     parser.add_argument("--load-processes", type=int, default=2)
     parser.add_argument(
-        "--paced-interval", type=float, default=5.0,
-        help="(b′): seconds between one terminal's payments (a busy checkout lane takes a payment every 20-60 s)",
+        "--paced-intervals", type=lambda text: [float(v) for v in text.split(",")], default=[20.0, 5.0],
+        help="(b′), one scenario per value: seconds between one terminal's payments (a busy checkout lane takes a "
+        "payment every 20-60 s); comma-separated",
     )  # fmt: skip
     parser.add_argument("--app-workers", type=int, default=3)
     parser.add_argument("--app-threads", type=int, default=8)
@@ -337,18 +353,19 @@ def main(argv: list[str] | None = None) -> int:
         specs = prepare(cluster, args.terminals)
         from payments.models import PaymentEvent
 
-        rounds: dict[str, list[dict[str, Any]]] = {scenario: [] for scenario in SCENARIOS}
-        pooled: dict[str, list[float]] = {scenario: [] for scenario in SCENARIOS}
-        added: dict[str, list[float]] = {scenario: [] for scenario in SCENARIOS}
-        upstream_ms: dict[str, list[float]] = {scenario: [] for scenario in SCENARIOS}
+        run = (*SCENARIOS, *(paced_scenario(interval) for interval in args.paced_intervals))
+        rounds: dict[str, list[dict[str, Any]]] = {scenario: [] for scenario in run}
+        pooled: dict[str, list[float]] = {scenario: [] for scenario in run}
+        added: dict[str, list[float]] = {scenario: [] for scenario in run}
+        upstream_ms: dict[str, list[float]] = {scenario: [] for scenario in run}
         for round_index in range(args.rounds):
-            for scenario in SCENARIOS:
+            for scenario in run:
                 before = pg_commits(cluster)
                 cpu_before, load_before = cluster.cpu_seconds(), _children_cpu()
-                interval = args.paced_interval if scenario == "b_paced" else 0.0
                 stats, numbers, latencies = drive(
-                    scenario, cluster.app_url, specs, args.seconds, args.warmup, args.load_processes, interval
-                )
+                    scenario, cluster.app_url, specs, args.seconds, args.warmup, args.load_processes,
+                    paced_interval(scenario),
+                )  # fmt: skip
                 stats["commits"] = pg_commits(cluster) - before
                 stats["cpu_ms_per_request"] = cpu_per_request(
                     cpu_before, cluster.cpu_seconds(), _children_cpu() - load_before, stats
@@ -363,14 +380,15 @@ def main(argv: list[str] | None = None) -> int:
                     upstream_ms[scenario] += list(upstream.values())
                 rounds[scenario].append(stats)
                 pooled[scenario] += latencies
-                print(f"  round {round_index + 1}/{args.rounds} {LABELS[scenario]:<40} {stats['rps']:8.1f} req/s  "
+                print(f"  round {round_index + 1}/{args.rounds} {label(scenario):<50} {stats['rps']:8.1f} req/s  "
                       f"p50 {stats['p50_ms']:6.1f}  p95 {stats['p95_ms']:6.1f}  p99 {stats['p99_ms']:6.1f} ms  "
                       f"errors {stats['errors']}", flush=True)  # fmt: skip
         baseline_rps = [r["rps"] for r in rounds["a_baseline"]]
         scenarios: dict[str, Any] = {}
-        for scenario in SCENARIOS:
+        for scenario in run:
             # (b′) is paced: its throughput is the offered load, not a capacity, so it has no ratio.
-            stats = combine_rounds(rounds[scenario], pooled[scenario], None if scenario == "b_paced" else baseline_rps)
+            paced = scenario.startswith(PACED)
+            stats = combine_rounds(rounds[scenario], pooled[scenario], None if paced else baseline_rps)
             if scenario.startswith("b_"):
                 stats["upstream_call_p50_ms"] = percentile(upstream_ms[scenario], 50)
                 stats["added_by_our_code_p50_ms"] = percentile(added[scenario], 50)
@@ -431,7 +449,7 @@ def markdown(results: dict[str, Any]) -> str:
         ratios = [r for r in stats.get("rounds_ratio_to_baseline", []) if r == r]
         spread = f" [{min(ratios):.2f}–{max(ratios):.2f}]" if len(ratios) > 1 and key != "a_baseline" else ""
         lines.append(
-            f"| {LABELS[key]} | {stats['rps']:.1f} | {stats['p50_ms']:.1f} | {stats['p95_ms']:.1f} | "
+            f"| {label(key)} | {stats['rps']:.1f} | {stats['p50_ms']:.1f} | {stats['p95_ms']:.1f} | "
             f"{stats['p99_ms']:.1f} | {_ratio(stats['ratio_to_baseline'])}{spread} | {stats['errors']} |"
         )
     lines += [
@@ -449,11 +467,10 @@ def markdown(results: dict[str, Any]) -> str:
             continue
         ratio = base_cpu / cpu[SERVER_CPU] if base_cpu and cpu[SERVER_CPU] else float("nan")
         lines.append(
-            f"| {LABELS[key]} | " + " | ".join(f"{cpu[name]:.2f}" for name in CPU_PARTS)
+            f"| {label(key)} | " + " | ".join(f"{cpu[name]:.2f}" for name in CPU_PARTS)
             + f" | {cpu[SERVER_CPU]:.2f} | {_ratio(ratio)} |"
         )
     b = results["scenarios"]["b_payment_success"]
-    paced = results["scenarios"].get("b_paced", {})
     nan = float("nan")
     lines += [
         "",
@@ -462,12 +479,19 @@ def markdown(results: dict[str, Any]) -> str:
         f"p99 {b.get('added_by_our_code_p99_ms', nan):.1f} ms (closed loop: the server is saturated, so this is "
         "mostly queueing).",
         "",
-        f"(b′) the same {args['terminals']} terminals paced at one payment every {args['paced_interval']:.0f} s each "
-        f"({args['terminals'] / args['paced_interval']:.0f} payments/s offered): upstream call p50 "
-        f"{paced.get('upstream_call_p50_ms', nan):.1f} ms; latency added by our code p50 "
-        f"{paced.get('added_by_our_code_p50_ms', nan):.1f} ms, "
-        f"p99 {paced.get('added_by_our_code_p99_ms', nan):.1f} ms.",
-        "",
+    ]
+    for key, paced in results["scenarios"].items():
+        if key.startswith(PACED):
+            interval = paced_interval(key)
+            lines += [
+                f"(b′) the same {args['terminals']} terminals paced at one payment every {interval:g} s each "
+                f"({args['terminals'] / interval:g} payments/s offered, {paced['requests']} payments measured): "
+                f"upstream call p50 {paced.get('upstream_call_p50_ms', nan):.1f} ms; latency added by our code p50 "
+                f"{paced.get('added_by_our_code_p50_ms', nan):.1f} ms, "
+                f"p99 {paced.get('added_by_our_code_p99_ms', nan):.1f} ms.",
+                "",
+            ]
+    lines += [
         f"PostgreSQL single-row INSERT (pgbench, {results['pgbench']['clients']} clients, same server): "
         f"{results['pgbench']['inserts_per_second']:.0f}/s ({results['pgbench']['latency']}). Committed "
         "transactions (pg_stat_database.xact_commit, which also counts each autocommit SELECT) per payment, product "

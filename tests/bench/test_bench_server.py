@@ -166,3 +166,11 @@ def test_load_generator_builds_one_tls_context_per_process(monkeypatch):
     # stop_at in the past: every terminal builds its client and stops at once, sending nothing.
     assert bench._worker(("a_baseline", "http://127.0.0.1:9", terminals, 0.0, 0.0)) == []
     assert len(built) == 1
+
+
+def test_paced_scenarios_are_named_by_their_interval():
+    from bench import bench
+
+    assert [bench.paced_interval(bench.paced_scenario(value)) for value in (20.0, 5.0, 2.5)] == [20.0, 5.0, 2.5]
+    assert bench.paced_interval("b_payment_success") == 0.0  # closed loop
+    assert bench.label(bench.paced_scenario(20.0)) == "(b′) POST payments, one every 20 s per terminal"
