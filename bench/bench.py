@@ -140,14 +140,18 @@ def drive(
     records = [r for r in everything if measure_from <= r[0] and r[0] + r[1] <= stop_at]
     ok = [r for r in records if 200 <= r[2] < 300]
     latencies = [r[1] * 1000 for r in ok]
-    return {
-        "requests": len(ok),
-        "requests_total": len(everything),
-        "errors": len(records) - len(ok),
-        "error_statuses": sorted({r[2] for r in records if not 200 <= r[2] < 300}),
-        "rps": len(ok) / seconds,
-        **latency_summary(latencies),
-    }, [(r[3], r[1] * 1000) for r in ok if r[3]], latencies
+    return (
+        {
+            "requests": len(ok),
+            "requests_total": len(everything),
+            "errors": len(records) - len(ok),
+            "error_statuses": sorted({r[2] for r in records if not 200 <= r[2] < 300}),
+            "rps": len(ok) / seconds,
+            **latency_summary(latencies),
+        },
+        [(r[3], r[1] * 1000) for r in ok if r[3]],
+        latencies,
+    )
 
 
 def latency_summary(latencies: list[float]) -> dict[str, float]:
@@ -235,9 +239,7 @@ def pgbench_insert_rate(cluster: Cluster, clients: int, seconds: int) -> dict[st
          "-j", "2", "-T", str(seconds), "-f", str(script), "postgres"],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
-    tps = next(
-        float(line.split("=")[1].split()[0]) for line in result.stdout.splitlines() if line.startswith("tps")
-    )
+    tps = next(float(line.split("=")[1].split()[0]) for line in result.stdout.splitlines() if line.startswith("tps"))
     latency = next((line for line in result.stdout.splitlines() if line.startswith("latency average")), "")
     return {"clients": clients, "seconds": seconds, "inserts_per_second": tps, "latency": latency.strip()}
 
@@ -409,9 +411,7 @@ def main(argv: list[str] | None = None) -> int:
         results["scenarios"] = scenarios
         if args.profile_payments:
             try:
-                profile = profile_payments(
-                    cluster, specs[0], args.profile_payments, ROOT / "bench/results/profile.txt"
-                )
+                profile = profile_payments(cluster, specs[0], args.profile_payments, ROOT / "bench/results/profile.txt")
                 results["profile_top"] = profile.splitlines()[:60]
             except Exception as exc:  # the profile is a help, not a measurement
                 results["profile_error"] = repr(exc)
@@ -467,7 +467,8 @@ def markdown(results: dict[str, Any]) -> str:
             continue
         ratio = base_cpu / cpu[SERVER_CPU] if base_cpu and cpu[SERVER_CPU] else float("nan")
         lines.append(
-            f"| {label(key)} | " + " | ".join(f"{cpu[name]:.2f}" for name in CPU_PARTS)
+            f"| {label(key)} | "
+            + " | ".join(f"{cpu[name]:.2f}" for name in CPU_PARTS)
             + f" | {cpu[SERVER_CPU]:.2f} | {_ratio(ratio)} |"
         )
     b = results["scenarios"]["b_payment_success"]

@@ -126,9 +126,7 @@ class PaymentCreateApi(TerminalApiView):
         if created:
             payment = services.payment_submit(payment=payment, auth_code=data.auth_code)
         payment = services.payment_wait(payment=payment, seconds=settings.PAYMENT_WAIT_SECONDS)
-        return Response(
-            payment_output(payment), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
-        )
+        return Response(payment_output(payment), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
 class PaymentDetailApi(TerminalApiView):

@@ -10,14 +10,12 @@ from portal.selectors import scope_queryset
 
 def payment_for_device(*, device: Device, out_trade_no: str) -> Payment:
     """A terminal sees its merchant's orders (another terminal of the same store may ask about an order)."""
-    payment = (
-        Payment.objects.select_related("merchant", "store", "device")
-        .filter(merchant_id=device.store.merchant_id, out_trade_no=out_trade_no)
-        .first()
-    )
-    if payment is None:
-        raise NotFound("No payment with this out_trade_no.", code="PAYMENT_NOT_FOUND")
-    return payment
+    try:
+        return Payment.objects.select_related("merchant", "store", "device").get(
+            merchant_id=device.store.merchant_id, out_trade_no=out_trade_no
+        )
+    except Payment.DoesNotExist:
+        raise NotFound("No payment with this out_trade_no.", code="PAYMENT_NOT_FOUND") from None
 
 
 def payments_visible_to(user) -> QuerySet[Payment]:

@@ -54,7 +54,10 @@ def signing_credentials_for(merchant: Merchant) -> ChannelCredentials | None:
         if merchant.channel == Merchant.Channel.WECHAT_DIRECT
         else Q(provider_id=merchant.provider_id)
     )
-    return ChannelCredentials.objects.filter(owner).first()
+    try:
+        return ChannelCredentials.objects.get(owner)  # one owner has at most one row (one-to-one)
+    except ChannelCredentials.DoesNotExist:
+        return None
 
 
 def audit_visible_to(user) -> QuerySet[AuditLog]:

@@ -116,8 +116,10 @@ def sandbox_preset_scenario(*, out_trade_no: str, scenario: str) -> None:
 
 
 def preset_for(order_no: str) -> str | None:
-    preset = SandboxScenarioPreset.objects.filter(order_no=order_no).first()
-    return preset.scenario if preset else None
+    try:
+        return SandboxScenarioPreset.objects.values_list("scenario", flat=True).get(order_no=order_no)
+    except SandboxScenarioPreset.DoesNotExist:
+        return None
 
 
 def sandbox_payscore_user_confirm(out_order_no: str, *, mchid: str | None = None) -> SandboxPayscoreOrder:

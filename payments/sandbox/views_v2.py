@@ -54,8 +54,9 @@ def _authenticate(request: HttpRequest, *, sign_type_required: bool = False) -> 
         fields = v2.from_xml(request.body)
     except v2.XmlError:
         return _fail("XML格式错误")
-    merchant = SandboxWechatMerchant.objects.filter(mch_id=fields.get("mch_id", "")).first()
-    if merchant is None:
+    try:
+        merchant = SandboxWechatMerchant.objects.get(mch_id=fields.get("mch_id", ""))
+    except SandboxWechatMerchant.DoesNotExist:
         return _fail("商户号mch_id不存在")
     if fields.get("appid") != merchant.appid:
         return _fail("appid和mch_id不匹配")

@@ -100,7 +100,7 @@ def test_detail_shows_redacted_timeline(client, two_shops):
     assert "micropay" in html
     assert "134567890123456789" not in html
     assert "1345***" in html
-    assert f'/payments/{a.payment(order["out_trade_no"]).pk}/refund' not in html  # staff: no refund button
+    assert f"/payments/{a.payment(order['out_trade_no']).pk}/refund" not in html  # staff: no refund button
 
 
 def test_refund_with_confirmation_step_then_resolves(client, two_shops):
