@@ -108,11 +108,20 @@ def test_xml_round_trip_with_cdata_breaker() -> None:
         b'<?xml version="1.0"?><!DOCTYPE xml [<!ENTITY x SYSTEM "file:///etc/passwd">]><xml><a>&x;</a></xml>',
         b"<xml><a><b>nested</b></a></xml>",
         b"<xml><a>1</a><a>2</a></xml>",
+        b'<xml><a x="1">1</a></xml>',
+        b"<xml>text<a>1</a></xml>",
     ],
 )
 def test_unsafe_or_malformed_xml_is_rejected(body: bytes) -> None:
     with pytest.raises(v2.XmlError):
         v2.from_xml(body)
+
+
+def test_xml_values_keep_their_exact_text_and_layout_whitespace_is_ignored() -> None:
+    # WeChat signs the values as sent: spaces inside a value are part of it; line breaks between elements are not.
+    body = "<xml>\n  <attach><![CDATA[ 两 spaces ]]></attach>\n  <total_fee>1</total_fee>\n  <empty></empty>\n</xml>"
+    assert v2.from_xml(body) == {"attach": " 两 spaces ", "total_fee": "1", "empty": ""}
+    assert v2.from_xml(b"<other><a>1</a></other>") == {} and v2.from_xml(b"<xml/>") == {}
 
 
 def test_doctype_answer_to_micropay_is_unknown_and_never_expanded() -> None:
