@@ -149,9 +149,47 @@ def drive(
             "rps": len(ok) / seconds,
             **latency_summary(latencies),
         },
-        [(r[3], r[1] * 1000) for r in ok if r[3]],
+        [(r[3], r[0], r[1]) for r in ok if r[3]],
         latencies,
     )
+
+
+# Where a payment's time goes, from the load generator's clock and the order's own events (same machine, same
+# clock): the request sent → the order about to be inserted (the "created" event's timestamp); → the answer back
+# (the "micropay" event), less the upstream call itself; the upstream call; → the response read by the terminal.
+SEGMENTS = ("before the call", "around the call", "upstream call", "after the answer")
+
+
+def payment_segments(payments: list[tuple[str, float, float]]) -> dict[str, list[float]]:
+    """`payments`: (out_trade_no, request start as a Unix time, seconds until answered). Milliseconds per segment,
+    plus "added by our code": the whole less the upstream call."""
+    from payments.models import PaymentEvent
+
+    events = {
+        (number, action): (at.timestamp(), latency)
+        for number, action, at, latency in PaymentEvent.objects.filter(
+            action__in=("created", "micropay"), payment__out_trade_no__in=[p[0] for p in payments]
+        ).values_list("payment__out_trade_no", "action", "created_at", "latency_ms")
+    }
+    out: dict[str, list[float]] = {name: [] for name in (*SEGMENTS, "added by our code")}
+    for number, started, seconds in payments:
+        created, answered = events.get((number, "created")), events.get((number, "micropay"))
+        if created is None or answered is None:
+            continue
+        upstream = answered[1]
+        for name, value in zip(
+            (*SEGMENTS, "added by our code"),
+            (
+                (created[0] - started) * 1000,
+                (answered[0] - created[0]) * 1000 - upstream,
+                upstream,
+                (started + seconds - answered[0]) * 1000,
+                seconds * 1000 - upstream,
+            ),
+            strict=True,
+        ):
+            out[name].append(value)
+    return out
 
 
 def latency_summary(latencies: list[float]) -> dict[str, float]:
@@ -353,13 +391,10 @@ def main(argv: list[str] | None = None) -> int:
         cluster.start()
         django_setup(cluster)
         specs = prepare(cluster, args.terminals)
-        from payments.models import PaymentEvent
-
         run = (*SCENARIOS, *(paced_scenario(interval) for interval in args.paced_intervals))
         rounds: dict[str, list[dict[str, Any]]] = {scenario: [] for scenario in run}
         pooled: dict[str, list[float]] = {scenario: [] for scenario in run}
-        added: dict[str, list[float]] = {scenario: [] for scenario in run}
-        upstream_ms: dict[str, list[float]] = {scenario: [] for scenario in run}
+        segments: dict[str, dict[str, list[float]]] = {scenario: {} for scenario in run}
         for round_index in range(args.rounds):
             for scenario in run:
                 before = pg_commits(cluster)
@@ -373,13 +408,8 @@ def main(argv: list[str] | None = None) -> int:
                     cpu_before, cluster.cpu_seconds(), _children_cpu() - load_before, stats
                 )
                 if scenario.startswith("b_"):
-                    upstream = dict(
-                        PaymentEvent.objects.filter(
-                            action="micropay", payment__out_trade_no__in=[n for n, _ in numbers]
-                        ).values_list("payment__out_trade_no", "latency_ms")
-                    )
-                    added[scenario] += [ms - upstream[n] for n, ms in numbers if n in upstream]
-                    upstream_ms[scenario] += list(upstream.values())
+                    for name, values in payment_segments(numbers).items():
+                        segments[scenario].setdefault(name, []).extend(values)
                 rounds[scenario].append(stats)
                 pooled[scenario] += latencies
                 print(f"  round {round_index + 1}/{args.rounds} {label(scenario):<50} {stats['rps']:8.1f} req/s  "
@@ -392,9 +422,13 @@ def main(argv: list[str] | None = None) -> int:
             paced = scenario.startswith(PACED)
             stats = combine_rounds(rounds[scenario], pooled[scenario], None if paced else baseline_rps)
             if scenario.startswith("b_"):
-                stats["upstream_call_p50_ms"] = percentile(upstream_ms[scenario], 50)
-                stats["added_by_our_code_p50_ms"] = percentile(added[scenario], 50)
-                stats["added_by_our_code_p99_ms"] = percentile(added[scenario], 99)
+                stats["segments_ms"] = {
+                    name: {"p50": percentile(values, 50), "p90": percentile(values, 90), "p99": percentile(values, 99)}
+                    for name, values in segments[scenario].items()
+                }
+                stats["upstream_call_p50_ms"] = stats["segments_ms"]["upstream call"]["p50"]
+                stats["added_by_our_code_p50_ms"] = stats["segments_ms"]["added by our code"]["p50"]
+                stats["added_by_our_code_p99_ms"] = stats["segments_ms"]["added by our code"]["p99"]
             scenarios[scenario] = stats
         # Commits per payment: every commit in the database during (b), per payment made (the sandbox shares the
         # database, so its own commits for the micropay are included).
@@ -493,6 +527,23 @@ def markdown(results: dict[str, Any]) -> str:
                 "",
             ]
     lines += [
+        "Where a payment's time went, ms (load generator's clock and the order's own events: before the call = "
+        "request sent → order about to be inserted; around the call = → answer back, less the upstream call; after "
+        "the answer = → response read by the terminal):",
+        "",
+        "| scenario | " + " | ".join(f"{name} p50 / p99" for name in (*SEGMENTS, "added by our code")) + " |",
+        "|---|" + "---:|" * (len(SEGMENTS) + 1),
+    ]
+    for key, stats in results["scenarios"].items():
+        if "segments_ms" in stats:
+            cells = [stats["segments_ms"].get(name) for name in (*SEGMENTS, "added by our code")]
+            lines.append(
+                f"| {label(key)} | "
+                + " | ".join(f"{c['p50']:.1f} / {c['p99']:.1f}" if c else "—" for c in cells)
+                + " |"
+            )
+    lines += [
+        "",
         f"PostgreSQL single-row INSERT (pgbench, {results['pgbench']['clients']} clients, same server): "
         f"{results['pgbench']['inserts_per_second']:.0f}/s ({results['pgbench']['latency']}). Committed "
         "transactions (pg_stat_database.xact_commit, which also counts each autocommit SELECT) per payment, product "

@@ -174,3 +174,22 @@ def test_paced_scenarios_are_named_by_their_interval():
     assert [bench.paced_interval(bench.paced_scenario(value)) for value in (20.0, 5.0, 2.5)] == [20.0, 5.0, 2.5]
     assert bench.paced_interval("b_payment_success") == 0.0  # closed loop
     assert bench.label(bench.paced_scenario(20.0)) == "(b′) POST payments, one every 20 s per terminal"
+
+
+def test_payment_segments_come_from_the_orders_events(shop):
+    import time
+
+    from bench import bench
+
+    started = time.time()
+    order = shop.pay(1000)
+    seconds = time.time() - started
+    parts = bench.payment_segments([(order["out_trade_no"], started, seconds), ("NO-SUCH-ORDER", started, 1.0)])
+
+    assert {name: len(values) for name, values in parts.items()} == dict.fromkeys(parts, 1)  # unknown one skipped
+    ms = {name: values[0] for name, values in parts.items()}
+    upstream = shop.payment(order["out_trade_no"]).events.get(action="micropay").latency_ms
+    assert ms["upstream call"] == upstream
+    assert all(ms[name] >= 0 for name in bench.SEGMENTS)  # the events fall inside the request, in order
+    assert sum(ms[name] for name in bench.SEGMENTS) == pytest.approx(seconds * 1000)
+    assert ms["added by our code"] == pytest.approx(seconds * 1000 - upstream)
