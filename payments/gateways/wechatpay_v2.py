@@ -130,7 +130,8 @@ def from_xml(body: bytes | str) -> dict[str, str]:
         raise XmlError("DOCTYPE/ENTITY declarations are not accepted")
     try:
         root = ElementTree.fromstring(raw)
-    except ElementTree.ParseError as exc:
+    except (ElementTree.ParseError, ValueError, LookupError) as exc:
+        # Not well-formed; or a declared encoding expat cannot read (multi-byte: ValueError; unknown: LookupError).
         raise XmlError("malformed XML") from exc
     if root.tag != "xml":
         return {}

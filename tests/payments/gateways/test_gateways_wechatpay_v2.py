@@ -110,6 +110,9 @@ def test_xml_round_trip_with_cdata_breaker() -> None:
         b"<xml><a>1</a><a>2</a></xml>",
         b'<xml><a x="1">1</a></xml>',
         b"<xml>text<a>1</a></xml>",
+        b'<?xml version="1.0" encoding="no-such-encoding"?><xml><a>1</a></xml>',
+        b'<?xml version="1.0" encoding="GBK"?><xml><a>1</a></xml>',
+        b"",
     ],
 )
 def test_unsafe_or_malformed_xml_is_rejected(body: bytes) -> None:
