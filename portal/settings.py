@@ -234,6 +234,7 @@ PAYMENT_QUERY_INTERVAL = env.float("PAYMENT_QUERY_INTERVAL", default=5.0)
 PAYMENT_QUERY_WINDOW = min(env.float("PAYMENT_QUERY_WINDOW", default=30.0), 45.0)  # WeChat revokes after 45 s
 PAYMENT_REVERSE_NOT_BEFORE = env.float("PAYMENT_REVERSE_NOT_BEFORE", default=15.0)  # after the payment call
 PAYMENT_REVERSE_MAX_ATTEMPTS = env.int("PAYMENT_REVERSE_MAX_ATTEMPTS", default=8)
+SWEEP_REDISPATCH_SECONDS = env.int("SWEEP_REDISPATCH_SECONDS", default=30)  # sweeper: re-send an order ≤ this often
 PAYMENT_REVERSE_WINDOW_DAYS = env.int("PAYMENT_REVERSE_WINDOW_DAYS", default=7)  # WeChat: reverse only ≤7 days
 REFUND_MAX_ATTEMPTS = env.int("REFUND_MAX_ATTEMPTS", default=40)
 REFUND_RETRY_MAX_SECONDS = env.float("REFUND_RETRY_MAX_SECONDS", default=600.0)  # cap of the 5 s × 2ⁿ backoff

@@ -421,3 +421,22 @@ def test_cancel_landing_while_the_charge_is_out_wins_over_its_success(shop, monk
     shop.run_worker(20)
     assert shop.payment(order["out_trade_no"]).status == "REVERSED"
     assert_money_agrees(shop, order["out_trade_no"])
+
+
+def test_sweeper_sends_an_overdue_order_once_per_redispatch_period(monkeypatch):
+    """Sweeps run every few seconds; an order still overdue at the next sweep (workers behind) is not queued again
+    until SWEEP_REDISPATCH_SECONDS have passed, so a backlog cannot fill the queue with duplicates of itself."""
+    from django.core.cache import cache
+
+    from payments import tasks
+
+    sent = []
+    monkeypatch.setattr(tasks.resolve_payment_task, "delay", lambda pk: sent.append(pk))
+    monkeypatch.setattr(tasks.services, "due_work", lambda: ([41, 42], []))
+
+    assert tasks.sweep() == {"payments": 2, "refunds": 0, "sent": 2}
+    assert tasks.sweep() == {"payments": 2, "refunds": 0, "sent": 0}  # still overdue: not queued again
+    assert sent == [41, 42]
+    cache.delete("sweep:payments:42")  # as if its redispatch period had passed (lost with a killed worker)
+    assert tasks.sweep()["sent"] == 1
+    assert sent == [41, 42, 42]
