@@ -158,6 +158,7 @@ def drive(
 # clock): the request sent → the order about to be inserted (the "created" event's timestamp); → the answer back
 # (the "micropay" event), less the upstream call itself; the upstream call; → the response read by the terminal.
 SEGMENTS = ("before the call", "around the call", "upstream call", "after the answer")
+SEGMENT_COLUMNS = (*SEGMENTS, "added by our code")  # the segments, then the whole less the upstream call
 
 
 def payment_segments(payments: list[tuple[str, float, float]]) -> dict[str, list[float]]:
@@ -171,14 +172,14 @@ def payment_segments(payments: list[tuple[str, float, float]]) -> dict[str, list
             action__in=("created", "micropay"), payment__out_trade_no__in=[p[0] for p in payments]
         ).values_list("payment__out_trade_no", "action", "created_at", "latency_ms")
     }
-    out: dict[str, list[float]] = {name: [] for name in (*SEGMENTS, "added by our code")}
+    out: dict[str, list[float]] = {name: [] for name in SEGMENT_COLUMNS}
     for number, started, seconds in payments:
         created, answered = events.get((number, "created")), events.get((number, "micropay"))
         if created is None or answered is None:
             continue
         upstream = answered[1]
         for name, value in zip(
-            (*SEGMENTS, "added by our code"),
+            SEGMENT_COLUMNS,
             (
                 (created[0] - started) * 1000,
                 (answered[0] - created[0]) * 1000 - upstream,
@@ -531,12 +532,12 @@ def markdown(results: dict[str, Any]) -> str:
         "request sent → order about to be inserted; around the call = → answer back, less the upstream call; after "
         "the answer = → response read by the terminal):",
         "",
-        "| scenario | " + " | ".join(f"{name} p50 / p99" for name in (*SEGMENTS, "added by our code")) + " |",
+        "| scenario | " + " | ".join(f"{name} p50 / p99" for name in SEGMENT_COLUMNS) + " |",
         "|---|" + "---:|" * (len(SEGMENTS) + 1),
     ]
     for key, stats in results["scenarios"].items():
         if "segments_ms" in stats:
-            cells = [stats["segments_ms"].get(name) for name in (*SEGMENTS, "added by our code")]
+            cells = [stats["segments_ms"].get(name) for name in SEGMENT_COLUMNS]
             lines.append(
                 f"| {label(key)} | "
                 + " | ".join(f"{c['p50']:.1f} / {c['p99']:.1f}" if c else "—" for c in cells)

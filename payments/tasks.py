@@ -31,7 +31,7 @@ def sweep() -> dict[str, int]:
     time.
     """
     payment_ids, refund_ids = services.due_work()
-    sent = {"payments": 0, "refunds": 0}
+    sent = 0
     for kind, ids, task in (
         ("payments", payment_ids, resolve_payment_task),
         ("refunds", refund_ids, process_refund_task),
@@ -39,5 +39,5 @@ def sweep() -> dict[str, int]:
         for pk in ids:
             if cache.add(f"sweep:{kind}:{pk}", 1, timeout=settings.SWEEP_REDISPATCH_SECONDS):
                 task.delay(pk)
-                sent[kind] += 1
-    return {"payments": len(payment_ids), "refunds": len(refund_ids), "sent": sent["payments"] + sent["refunds"]}
+                sent += 1
+    return {"payments": len(payment_ids), "refunds": len(refund_ids), "sent": sent}
