@@ -174,6 +174,7 @@ class RefundOutputSerializer(serializers.ModelSerializer):
             "kind",
             "status",
             "refund_id",
+            "request_key",
             "err_code",
             "err_message",
             "created_at",
@@ -206,6 +207,14 @@ class StaffRefundCreateApi(APIView):
     class InputSerializer(serializers.Serializer):
         refund_fee = serializers.IntegerField(min_value=1)
         reason = serializers.CharField(max_length=80, required=False, allow_blank=True, default="")
+        request_key = serializers.RegexField(
+            r"^[0-9A-Za-z_-]{8,64}$",
+            required=False,
+            default="",
+            help_text="Optional, recommended: your key for this refund (8-64 of 0-9 A-Z a-z _ -). Sending the same "
+            "key again — a retry after a timeout — returns the refund it made instead of refunding twice; the same "
+            "key with another amount is 409 REQUEST_KEY_CONFLICT.",
+        )
 
     @extend_schema(
         request=InputSerializer,

@@ -6,6 +6,8 @@ Services speak in payments and refunds; this module turns them into gateway conf
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -16,9 +18,13 @@ from django.conf import settings
 from payments.gateways import umpay, wechatpay_v2, wechatpay_v3
 from payments.gateways.base import GatewayResult, Outcome
 from payments.gateways.http import Timeouts
-from portal.errors import InvalidState
+from portal.errors import DomainError, InvalidState
 from portal.models import ChannelCredentials, Device, Merchant
 from portal.selectors import signing_credentials_for
+
+logger = logging.getLogger(__name__)
+
+NOT_CONFIGURED = "CHANNEL_NOT_CONFIGURED"  # the merchant has no credentials: raised before any request is built
 
 # Tests and the benchmark route upstream calls through an in-process transport by replacing this; None means each
 # gateway's own shared client (and the per-certificate mutual-TLS client for secapi calls).
@@ -67,7 +73,7 @@ def _answer(result: GatewayResult, **extra: Any) -> Answer:
 def _credentials(merchant: Merchant) -> ChannelCredentials:
     credentials = signing_credentials_for(merchant)
     if credentials is None:
-        raise InvalidState("This merchant has no channel credentials configured.", code="CHANNEL_NOT_CONFIGURED")
+        raise InvalidState("This merchant has no channel credentials configured.", code=NOT_CONFIGURED)
     return credentials
 
 
@@ -155,6 +161,22 @@ def _timeouts(read: float) -> Timeouts:
 
 
 # --- calls -------------------------------------------------------------------------------------------------------
+
+
+def guarded(call: Callable[..., Answer], /, **kwargs: Any) -> Answer:
+    """`call(**kwargs)` for the services, with whatever it raises turned into a TRANSIENT answer: code
+    CHANNEL_NOT_CONFIGURED (the merchant's credentials are missing — raised while the request is built, so nothing was
+    sent) or LOCAL_ERROR (anything else: an unreadable key, a bug; the request may or may not have left, so a payment
+    call's answer is still found out by querying). The services then record it and count it against their attempt
+    limits like any failed call; an exception escaping them would leave the order re-driven by the sweeper forever
+    with nothing in its timeline."""
+    try:
+        return call(**kwargs)
+    except DomainError as exc:
+        return Answer(outcome=Outcome.TRANSIENT, code=exc.code[:64], message=exc.message[:255])
+    except Exception as exc:
+        logger.exception("Channel call %s raised %s", call.__name__, type(exc).__name__)
+        return Answer(outcome=Outcome.TRANSIENT, code="LOCAL_ERROR", message=type(exc).__name__)
 
 
 def fetch_authinfo(*, device: Device, rawdata: str) -> tuple[Authinfo | None, Answer]:

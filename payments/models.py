@@ -126,7 +126,11 @@ class Refund(models.Model):
         REFUND = "REFUND", _("Refund API (退款)")
 
     payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="refunds")
-    out_refund_no = models.CharField(max_length=64, unique=True, help_text="out_refund_no (WeChat) / orderNo (UMF).")
+    out_refund_no = models.CharField(
+        max_length=64,
+        help_text="out_refund_no (WeChat) / orderNo (UMF): the payment's out_trade_no + R01, R02…, so unique per "
+        "merchant like out_trade_no (two merchants may share an out_trade_no).",
+    )
     refund_fee = models.BigIntegerField(help_text="fen")
     reason = models.CharField(max_length=80, blank=True)
     kind = models.CharField(max_length=8, choices=Kind.choices)
@@ -137,6 +141,12 @@ class Refund(models.Model):
     err_message = models.CharField(max_length=255, blank=True)
     next_check_at = models.DateTimeField(null=True, blank=True, db_index=True)
     attempts = models.PositiveIntegerField(default=0)
+    request_key = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="The requester's key for this refund (console confirmation, API request_key): the same key on the "
+        "same payment is the same refund, never a second one.",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -145,7 +155,13 @@ class Refund(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        constraints = [models.CheckConstraint(name="refund_fee_positive", condition=Q(refund_fee__gt=0))]
+        constraints = [
+            models.CheckConstraint(name="refund_fee_positive", condition=Q(refund_fee__gt=0)),
+            models.UniqueConstraint(fields=["payment", "out_refund_no"], name="refund_number_per_payment"),
+            models.UniqueConstraint(
+                fields=["payment", "request_key"], condition=~Q(request_key=""), name="refund_request_key_once"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.out_refund_no} {self.refund_fee} {self.status}"

@@ -46,7 +46,14 @@ def umpay_notification(request: HttpRequest) -> JsonResponse:
     record.order_no = order_no[:64]
     record.save(update_fields=["order_no"])
 
-    merchant = Merchant.objects.filter(channel=Merchant.Channel.UMPAY, umpay_acq_mer_id=acq_mer_id).first()
+    # acqMerId is unique per provider only: the provider's acqSpId picks the right one. UMF's documents do not list
+    # a notification's fields, so without acqSpId an acqMerId two providers share is refused as ambiguous (the
+    # scheduled queries settle the payment either way).
+    candidates = Merchant.objects.filter(channel=Merchant.Channel.UMPAY, umpay_acq_mer_id=acq_mer_id)
+    if fields.get("acqSpId"):
+        candidates = candidates.filter(provider__umpay_acq_sp_id=fields["acqSpId"])
+    found = list(candidates[:2])
+    merchant = found[0] if len(found) == 1 else None
     if merchant is None or not order_no:
         return _reject(record, 404, "unknown merchant or order")
     credentials = signing_credentials_for(merchant)

@@ -15,7 +15,7 @@ import hashlib
 import re
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -250,7 +250,9 @@ def payment_create(*, device: Device, data: PaymentInput) -> tuple[Payment, bool
 def payment_submit(*, payment: Payment, auth_code: str) -> Payment:
     """Send the payment call once. Only the request whose `payment_create` inserted the order calls this (the
     insert claimed it). `payment` is the instance that insert returned."""
-    answer = channels.charge(payment=payment, auth_code=auth_code)
+    answer = channels.guarded(channels.charge, payment=payment, auth_code=auth_code)
+    if answer.code == channels.NOT_CONFIGURED:
+        answer = replace(answer, outcome=Outcome.REJECTED)  # refused before sending: certainly not charged
 
     with transaction.atomic():
         # While the call was out, only a cancel (or the resolver, once the lease has run out) can have moved the
@@ -367,7 +369,7 @@ def payment_resolve(*, payment_id: int, now: datetime | None = None) -> Payment:
         payment.next_check_at = now + _seconds(settings.UPSTREAM_READ_TIMEOUT + 5)  # lease for the call
         payment.save()
 
-    answer = channels.reverse(payment=payment) if action == "reverse" else channels.query(payment=payment)
+    answer = channels.guarded(channels.reverse if action == "reverse" else channels.query, payment=payment)
     now = max(now, _now())
 
     with transaction.atomic():
@@ -431,13 +433,22 @@ def _apply_reverse(payment: Payment, answer: Answer, now: datetime) -> None:
     payment.next_check_at = now + _reverse_backoff(payment.reverse_count)
 
 
+def payment_cancel_allowed(payment: Payment, now: datetime | None = None) -> bool:
+    """Whether a cancel (撤销) can still be sent: an unsettled payment always; a paid one, untouched by refunds, only
+    inside the channel's reverse window — past it the reverse would be refused upstream and leave a good payment in
+    ATTENTION, so it is refunded instead."""
+    if payment.reserved_refund_fee or payment.status not in (S.PAYING, S.SUCCESS):
+        return False
+    return payment.status == S.PAYING or _reverse_window_open(payment, now or _now())
+
+
 def payment_cancel(*, payment: Payment, actor: str = Actor.TERMINAL, user: AbstractBaseUser | None = None) -> Payment:
     """The user walked away (or staff reverses): reverse the payment, whatever its outcome so far."""
     with transaction.atomic():
         payment = _locked(payment.pk)
         if payment.status in (S.REVERSING, S.REVERSED, S.FAILED):
             return payment  # already cancelled or never charged: nothing to do, same answer again
-        if payment.status not in (S.PAYING, S.SUCCESS) or payment.reserved_refund_fee:
+        if not payment_cancel_allowed(payment):
             raise InvalidState(
                 f"A {payment.status} payment cannot be cancelled; refund it instead.", code="NOT_CANCELLABLE"
             )
@@ -514,17 +525,42 @@ def _reverse_window_open(payment: Payment, now: datetime) -> bool:
     return now - paid <= timedelta(days=settings.PAYMENT_REVERSE_WINDOW_DAYS)
 
 
+REQUEST_KEY = re.compile(r"^[0-9A-Za-z_-]{8,64}$")
+
+
 def refund_create(
-    *, payment: Payment, refund_fee: int, reason: str = "", user: AbstractBaseUser | None, actor_label: str = ""
+    *,
+    payment: Payment,
+    refund_fee: int,
+    reason: str = "",
+    user: AbstractBaseUser | None,
+    actor_label: str = "",
+    request_key: str = "",
 ) -> Refund:
-    """Reserve the amount under the payment's row lock, so concurrent refunds can never exceed what was paid."""
+    """Reserve the amount under the payment's row lock, so concurrent refunds can never exceed what was paid.
+
+    `request_key`: the requester's key for this refund (the console's confirmation form, an API client's retry). The
+    same key on the same payment returns the refund it created — a double click or a retried request never refunds
+    twice; with a different amount it is a conflict. Settled under the row lock, backed by a unique constraint."""
     if isinstance(refund_fee, bool) or not isinstance(refund_fee, int) or refund_fee <= 0:
         raise InvalidInput(details={"refund_fee": "A positive whole number of fen."})
     if len(reason) > 80:
         raise InvalidInput(details={"reason": "At most 80 characters."})
+    if request_key and not REQUEST_KEY.match(request_key):
+        raise InvalidInput(details={"request_key": "8-64 characters of 0-9 A-Z a-z _ -."})
     now = _now()
     with transaction.atomic():
         payment = _locked(payment.pk)
+        if request_key:
+            existing = payment.refunds.filter(request_key=request_key).first()
+            if existing is not None:
+                if existing.refund_fee != refund_fee:
+                    raise Conflict(
+                        "This request_key was already used for a refund of a different amount.",
+                        code="REQUEST_KEY_CONFLICT",
+                        details={"request_key": f"Used for {existing.out_refund_no} ({existing.refund_fee} fen)."},
+                    )
+                return existing
         if payment.status not in (S.SUCCESS, S.PARTIALLY_REFUNDED):
             raise InvalidState(
                 f"Only paid payments can be refunded (this one is {payment.status}).", code="NOT_REFUNDABLE"
@@ -549,8 +585,10 @@ def refund_create(
             reason=reason,
             kind=kind,
             order_time=china_timestamp(now),
-            next_check_at=now,
+            # A reverse goes no sooner than 15 s after the payment call (seed 001), like every other reverse.
+            next_check_at=max(now, _reverse_allowed_at(payment)) if kind == Refund.Kind.REVERSE else now,
             created_by=user,
+            request_key=request_key,
         )
         _event(
             payment,
@@ -613,17 +651,21 @@ def refund_process(*, refund_id: int, now: datetime | None = None) -> Refund:
         refund.save()
 
     if action == "reverse":
-        answer = channels.reverse(payment=payment)
-    elif action == "refund":
-        answer = channels.refund_submit(refund=refund)
+        answer = channels.guarded(channels.reverse, payment=payment)
     else:
-        answer = channels.refund_query(refund=refund)
+        call = channels.refund_submit if action == "refund" else channels.refund_query
+        answer = channels.guarded(call, refund=refund)
     now = max(now, _now())
 
     with transaction.atomic():
         payment, refund = _locked_refund(refund_id)
         _event(payment, action, actor=Actor.WORKER, answer=answer, refund=refund)
-        if refund.status in (Refund.Status.PENDING, Refund.Status.PROCESSING):
+        # A refund call's answer counts only while the refund is still PENDING (another worker whose lease came
+        # after an expired one may have had it accepted meanwhile; a late refusal must not undo that).
+        applies = refund.status == Refund.Status.PENDING or (
+            action == "refundquery" and refund.status == Refund.Status.PROCESSING
+        )
+        if applies:
             {"reverse": _apply_refund_reverse, "refund": _apply_refund_submit, "refundquery": _apply_refund_query}[
                 action
             ](payment, refund, answer, now)
@@ -722,9 +764,15 @@ def payment_refresh(*, payment: Payment, user: AbstractBaseUser | None) -> Payme
         if payment.status == S.PAYING:
             payment.next_check_at = _now()
             payment.save(update_fields=["next_check_at", "updated_at"])
+        audit_record(
+            actor=user,
+            action="payment.refresh",
+            obj=payment,
+            details={"out_trade_no": payment.out_trade_no, "status": payment.status},
+        )
     if payment.status == S.PAYING:
         return payment_resolve(payment_id=payment.pk)
-    answer = channels.query(payment=payment)
+    answer = channels.guarded(channels.query, payment=payment)
     with transaction.atomic():
         payment = _locked(payment.pk)
         _event(payment, "orderquery", actor=Actor.STAFF, answer=answer, user=user)

@@ -4,6 +4,7 @@ Every query is scoped (`payments_visible_to`); every action checks the role and 
 from __future__ import annotations
 
 import csv
+import secrets
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -54,6 +55,14 @@ class _Echo:
         return value
 
 
+def _cell(value):
+    """A text cell a spreadsheet would run as a formula (=, +, -, @, tab, CR first) is written with a leading
+    apostrophe: store ids and names are typed by merchant admins and read by provider staff."""
+    if isinstance(value, str) and value.startswith(("=", "+", "-", "@", "\t", "\r")):
+        return "'" + value
+    return value
+
+
 @login_required
 def payment_export(request):
     queryset = selectors.filter_payments(selectors.payments_visible_to(request.user), request.GET)
@@ -79,7 +88,8 @@ def payment_export(request):
         yield "\ufeff" + writer.writerow(header)  # BOM: Excel opens the Chinese text correctly
         for payment in queryset.iterator(chunk_size=500):
             yield writer.writerow(
-                [
+                _cell(value)
+                for value in [
                     payment.out_trade_no,
                     timezone.localtime(payment.created_at).isoformat(),
                     payment.status,
@@ -114,6 +124,7 @@ def payment_detail(request, pk: int):
             "refunds": payment.refunds.all(),
             "resolutions": services.RESOLUTIONS,
             "refundable": payment.total_fee - payment.reserved_refund_fee,
+            "can_cancel": services.payment_cancel_allowed(payment),
             "is_settled": payment.status not in (PaymentStatus.PAYING, PaymentStatus.REVERSING)
             and not payment.refunds.filter(status__in=("PENDING", "PROCESSING")).exists(),
         },
@@ -146,22 +157,30 @@ def payment_refund(request, pk: int):
     amount_text = request.POST.get("amount", "") if request.method == "POST" else ""
     reason = request.POST.get("reason", "").strip() if request.method == "POST" else ""
     fee = yuan_to_fen(amount_text) if amount_text else None
+    confirmed = request.method == "POST" and request.POST.get("confirmed") == "1"
+    # The confirmation carries a key made when it was shown: posting it twice (double click, back + resubmit)
+    # returns the refund it already made instead of refunding again (`refund_create`'s request_key).
+    request_key = request.POST.get("request_key", "") if confirmed else secrets.token_urlsafe(24)
     if request.method == "POST":
         if fee is None:
             errors["amount"] = _("Enter an amount in yuan, e.g. 12.34.")
-        elif fee > payment.total_fee - payment.reserved_refund_fee:
-            errors["amount"] = _("More than what is left to refund.")
+        elif not confirmed and fee > payment.total_fee - payment.reserved_refund_fee:
+            errors["amount"] = _("More than what is left to refund.")  # the service checks again under the lock
         if len(reason) > 80:
             errors["reason"] = _("At most 80 characters.")
-        if not errors and request.POST.get("confirmed") == "1":
+        if confirmed and not services.REQUEST_KEY.match(request_key):
+            errors["amount"] = _("The confirmation is incomplete; enter the amount again.")
+        if not errors and confirmed:
             try:
-                services.refund_create(payment=payment, refund_fee=fee, reason=reason, user=request.user)
+                services.refund_create(
+                    payment=payment, refund_fee=fee, reason=reason, user=request.user, request_key=request_key
+                )
             except DomainError as exc:
                 errors = {key: str(value) for key, value in exc.details.items()} or {"amount": exc.message}
             else:
                 messages.success(request, _("Refund requested; it is being processed."))
                 return redirect("portal:payment_detail", pk=payment.pk)
-    confirming = request.method == "POST" and not errors and request.POST.get("confirmed") != "1"
+    confirming = request.method == "POST" and not errors and not confirmed
     return render(
         request,
         "payments/refund.html",
@@ -172,6 +191,7 @@ def payment_refund(request, pk: int):
             "reason": reason,
             "fee": fee,
             "confirming": confirming,
+            "request_key": request_key,
             "refundable": payment.total_fee - payment.reserved_refund_fee,
         },
         status=400 if errors else 200,

@@ -4,8 +4,8 @@ Which merchant sent it: the notify_url is shared by all merchants, so the `Wecha
 candidates — every set of WeChat credentials whose platform certificate serial or platform public-key id equals it.
 The signature must verify with that key, and the resource must decrypt (AES-256-GCM, authenticated) with the
 credentials' APIv3 key: a successful decryption proves which credentials the notification was made for. The
-order is then found among the merchants those credentials sign for (the merchant itself in direct mode, the
-provider's sub-merchants in service-provider mode) by WeChat's order_id, else by out_order_no (+ service_id).
+order is then found among that merchant's orders (PayScore serves direct merchants only: their own credentials) by
+WeChat's order_id, else by out_order_no (+ service_id).
 
 Answer 204 only after the notification is applied (or recognised as a duplicate / an event type we only record);
 anything else makes WeChat retry, so a notification we failed to process is never lost.
@@ -29,7 +29,7 @@ from payments.gateways import wechatpay_v3
 from payments.gateways.base import VerificationError
 from payscore import services
 from payscore.models import PayscoreNotification, ServiceOrder, ServiceOrderEvent
-from portal.models import ChannelCredentials, Merchant
+from portal.models import ChannelCredentials
 
 logger = logging.getLogger(__name__)
 
@@ -107,16 +107,10 @@ def _verify(headers: Mapping[str, str], body: bytes) -> tuple[ChannelCredentials
     raise error or VerificationError("notification does not verify")
 
 
-def _merchants_of(credentials: ChannelCredentials):
-    if credentials.merchant_id:
-        return Merchant.objects.filter(pk=credentials.merchant_id)
-    return Merchant.objects.filter(provider_id=credentials.provider_id, channel=Merchant.Channel.WECHAT_PROVIDER)
-
-
 def _find_order(credentials: ChannelCredentials, resource: Mapping[str, Any]) -> ServiceOrder | None:
-    orders = ServiceOrder.objects.filter(merchant__in=_merchants_of(credentials))
-    if resource.get("sub_mchid"):
-        orders = orders.filter(merchant__sub_mch_id=str(resource["sub_mchid"]))
+    if not credentials.merchant_id:
+        return None  # a provider's credentials sign for no PayScore orders (direct merchants only)
+    orders = ServiceOrder.objects.filter(merchant_id=credentials.merchant_id)
     order_id = str(resource.get("order_id") or "")
     if order_id:
         match = orders.filter(order_id=order_id).first()

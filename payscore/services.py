@@ -254,8 +254,12 @@ class CreateResult:
 
 
 def _service_id(merchant: Merchant) -> str:
-    if merchant.channel == Merchant.Channel.UMPAY:
-        raise InvalidState("PayScore needs a WeChat Pay channel (API v3).", code="PAYSCORE_UNSUPPORTED_CHANNEL")
+    # Seed 003: the PayScore service-order API is for direct merchants (适用对象:直连商户). A service provider's
+    # sub-merchant would need WeChat's separate partner API, which this product does not implement.
+    if merchant.channel != Merchant.Channel.WECHAT_DIRECT:
+        raise InvalidState(
+            "PayScore needs a WeChat Pay direct-merchant channel (API v3).", code="PAYSCORE_UNSUPPORTED_CHANNEL"
+        )
     if not merchant.payscore_service_id:
         raise InvalidState("This merchant has no PayScore service_id configured.", code="PAYSCORE_NOT_CONFIGURED")
     return merchant.payscore_service_id

@@ -46,7 +46,7 @@ class MerchantForm(forms.Form):
         label=_("PayScore service_id"),
         max_length=32,
         required=False,
-        help_text=_("Only if the merchant uses PayScore."),
+        help_text=_("Only if the merchant uses PayScore (direct WeChat Pay merchants only)."),
     )
 
     def __init__(self, *args, providers=None, editing: bool = False, **kwargs):

@@ -206,6 +206,18 @@ def test_create_provider_mode_merchant_needs_sub_mch_id_and_a_provider_mch_id(cl
     assert not Merchant.objects.filter(name="New Shop").exists()
 
 
+@pytest.mark.parametrize(
+    "channel, ids", [("WECHAT_PROVIDER", {"sub_mch_id": "1900000301"}), ("UMPAY", {"umpay_acq_mer_id": "12345678"})]
+)
+def test_payscore_service_id_is_for_direct_merchants_only(client, world, channel, ids):
+    response = create_merchant(client, world["p1_admin"], channel=channel, payscore_service_id="500001", **ids)
+    assert response.status_code == 400
+    assert response.context["form"].errors["payscore_service_id"] == [
+        "PayScore is for direct WeChat Pay merchants only."
+    ]
+    assert not Merchant.objects.filter(name="New Shop").exists()
+
+
 def test_create_umpay_merchant_needs_an_8_character_acq_mer_id_and_a_provider_acq_sp_id(client, world):
     response = create_merchant(client, world["p1_admin"], channel="UMPAY", umpay_acq_mer_id="1234567")
     assert response.context["form"].errors["umpay_acq_mer_id"] == ["The UMF acqMerId is exactly 8 letters or digits."]
@@ -218,9 +230,7 @@ def test_create_umpay_merchant_needs_an_8_character_acq_mer_id_and_a_provider_ac
 
 
 def test_create_merchant_under_the_admins_provider_is_audited(client, world):
-    response = create_merchant(
-        client, world["p1_admin"], channel="WECHAT_PROVIDER", sub_mch_id="1900000301", payscore_service_id="SVC1"
-    )
+    response = create_merchant(client, world["p1_admin"], channel="WECHAT_PROVIDER", sub_mch_id="1900000301")
 
     merchant = Merchant.objects.get(name="New Shop")
     assert response.status_code == 302

@@ -1,9 +1,14 @@
 """Console: dashboard, payments (list, detail, CSV, actions) and audit log — per role, scoped, audited."""
 
+import csv
+import io
+import re
+from datetime import datetime, timedelta
+
 import pytest
 
-from payments.models import Refund
-from portal.models import AuditLog, StaffMembership
+from payments.models import Payment, Refund
+from portal.models import AuditLog, Merchant, StaffMembership, Store
 from tests.factories import PASSWORD, make_user
 
 pytestmark = pytest.mark.django_db
@@ -112,26 +117,55 @@ def test_refund_with_confirmation_step_then_resolves(client, two_shops):
     first = client.post(url, {"amount": "12.34", "reason": "少送一杯"})
     assert first.status_code == 200 and "¥12.34" in first.content.decode()
     assert payment.refunds.count() == 0  # nothing happens before the confirmation
-    confirmed = client.post(url, {"amount": "12.34", "reason": "少送一杯", "confirmed": "1"})
+    form = confirmation(first)
+    assert form["confirmed"] == "1" and len(form["request_key"]) >= 16
+    confirmed = client.post(url, form)
     assert confirmed.status_code == 302
     refund = payment.refunds.get()
     assert (refund.refund_fee, refund.reason, refund.created_by) == (1234, "少送一杯", users["admin_a"])
+    # The same confirmation again (double click, back + resubmit): the same refund, not a second one.
+    assert client.post(url, form).status_code == 302
+    assert payment.refunds.count() == 1
+    payment.refresh_from_db()
+    assert payment.reserved_refund_fee == 1234
+    # A new confirmation of the same amount is a new refund (a second partial refund is legitimate).
+    assert client.post(url, confirmation(client.post(url, {"amount": "12.34"}))).status_code == 302
+    assert payment.refunds.count() == 2
     a.run_worker(30)
     refund.refresh_from_db()
     assert refund.status == Refund.Status.SUCCESS
-    assert AuditLog.objects.filter(action="payment.refund", actor=users["admin_a"]).count() == 1
+    assert AuditLog.objects.filter(action="payment.refund", actor=users["admin_a"]).count() == 2  # not the replay
 
 
-@pytest.mark.parametrize("amount", ["0", "-1", "abc", "12.345", "50.01"])
-def test_bad_refund_amount_is_a_field_error_and_changes_nothing(client, two_shops, amount):
+def confirmation(page) -> dict[str, str]:
+    """The hidden fields of a refund confirmation page, as the browser would post them."""
+    html = page.content.decode()
+    return dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)">', html))
+
+
+@pytest.mark.parametrize("amount", ["0", "-1", "abc", "12.345", "50.01", "1e30", "9" * 29])
+@pytest.mark.parametrize("step", ["continue", "confirm"])
+def test_bad_refund_amount_is_a_field_error_and_changes_nothing(client, two_shops, amount, step):
     a, _, users = two_shops
     payment = a.payment(a.pay(5000)["out_trade_no"])
     login(client, users["admin_a"])
-    response = client.post(f"/payments/{payment.pk}/refund", {"amount": amount, "confirmed": "1"})
+    form = {"amount": amount}
+    if step == "confirm":  # a confirmation whose amount was edited in the page
+        form = {**confirmation(client.post(f"/payments/{payment.pk}/refund", {"amount": "1.00"})), **form}
+    response = client.post(f"/payments/{payment.pk}/refund", form)
     assert response.status_code == 400
     assert 'class="field-error"' in response.content.decode()
     payment.refresh_from_db()
     assert (payment.refunds.count(), payment.reserved_refund_fee) == (0, 0)
+
+
+def test_confirmation_without_its_key_refunds_nothing(client, two_shops):
+    a, _, users = two_shops
+    payment = a.payment(a.pay(5000)["out_trade_no"])
+    login(client, users["admin_a"])
+    response = client.post(f"/payments/{payment.pk}/refund", {"amount": "1.00", "confirmed": "1"})
+    assert response.status_code == 400
+    assert payment.refunds.count() == 0
 
 
 def test_reviewer_and_staff_cannot_refund_or_reverse(client, two_shops):
@@ -177,6 +211,44 @@ def test_staff_reverse_of_a_paid_payment(client, two_shops):
     payment.refresh_from_db()
     assert payment.status == "REVERSED"
     assert AuditLog.objects.filter(action="payment.reverse", actor=users["admin_a"]).exists()
+
+
+def test_staff_reverse_is_neither_offered_nor_accepted_after_the_reverse_window(client, make_shop):
+    shop = make_shop(Merchant.Channel.UMPAY)  # UMF reverses on the order's day only
+    admin = make_user("umf-admin", role=Role.MERCHANT_ADMIN, merchant=shop.merchant)
+    payment = shop.payment(shop.pay(3000)["out_trade_no"])
+    login(client, admin)
+    assert f"/payments/{payment.pk}/reverse" in client.get(f"/payments/{payment.pk}/").content.decode()
+    made = datetime.strptime(payment.order_time, "%Y%m%d%H%M%S") - timedelta(days=1)
+    Payment.objects.filter(pk=payment.pk).update(order_time=f"{made:%Y%m%d%H%M%S}")
+    assert f"/payments/{payment.pk}/reverse" not in client.get(f"/payments/{payment.pk}/").content.decode()
+    client.post(f"/payments/{payment.pk}/reverse")
+    shop.run_worker(20)
+    payment.refresh_from_db()
+    assert (payment.status, payment.next_check_at) == ("SUCCESS", None)
+    assert not AuditLog.objects.filter(action="payment.reverse").exists()
+
+
+def test_staff_refresh_is_audited(client, two_shops):
+    a, _, users = two_shops
+    payment = a.payment(a.pay(1000)["out_trade_no"])
+    login(client, users["reviewer_a"])
+    assert client.post(f"/payments/{payment.pk}/refresh").status_code == 302
+    assert payment.events.filter(action="orderquery", actor_user=users["reviewer_a"]).exists()
+    entry = AuditLog.objects.get(action="payment.refresh")
+    assert (entry.actor, entry.details["status"]) == (users["reviewer_a"], "SUCCESS")
+
+
+def test_csv_export_writes_text_that_looks_like_a_formula_as_text(client, two_shops):
+    a, _, users = two_shops
+    Store.objects.filter(pk=a.device.store_id).update(store_id='=HYPERLINK("http://x.test")')
+    a.pay(1000)
+    login(client, users["provider_admin_a"])
+    response = client.get("/payments/export.csv")
+    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode("utf-8-sig"))))
+    store_id = rows[0].index("store_id")
+    assert rows[1][store_id] == '\'=HYPERLINK("http://x.test")'
+    assert rows[1][rows[0].index("total_fee_fen")] == "1000"  # numbers stay numbers
 
 
 def test_audit_log_is_scoped(client, two_shops):

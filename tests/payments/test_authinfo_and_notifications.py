@@ -5,8 +5,9 @@ from urllib.parse import urlencode
 import pytest
 
 from payments.gateways import umpay
-from payments.models import UmpayNotification
+from payments.models import Payment, UmpayNotification
 from portal.models import Merchant
+from tests.factories import MerchantFactory, StoreFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -47,7 +48,7 @@ def test_authinfo_requires_rawdata(shop):
     assert set(response.json()["details"]) == {"rawdata"}
 
 
-def _notification(shop, order_no, key):
+def _notification(shop, order_no, key, **changes):
     fields = {
         "orderNo": order_no,
         "acqSpId": "Y471790403",
@@ -55,8 +56,9 @@ def _notification(shop, order_no, key):
         "notifyType": "1",
         "txnAmt": "2201",
         "payTime": "20261122101010",
+        **changes,
     }
-    return umpay.sign_notification(fields, key)
+    return umpay.sign_notification({name: value for name, value in fields.items() if value}, key)
 
 
 def test_umpay_notification_is_verified_stored_and_triggers_a_query(make_shop, client):
@@ -80,6 +82,36 @@ def test_umpay_notification_is_verified_stored_and_triggers_a_query(make_shop, c
     shop.drain()
     payment.refresh_from_db()
     assert payment.status == "SUCCESS"
+
+
+@pytest.mark.parametrize("acq_sp_id", ["Y471790403", ""])
+def test_umpay_notification_goes_to_the_provider_it_names(make_shop, client, acq_sp_id):
+    """acqMerId is unique per provider only. A notification's acqSpId picks the provider; without it, an acqMerId
+    two providers share is refused as ambiguous (the scheduled queries settle the payment anyway)."""
+    from payments.sandbox.services import _umpay_identity
+
+    shop = make_shop(Merchant.Channel.UMPAY)
+    # Another provider onboarded a merchant with the same acqMerId (and has the same order number).
+    twin = MerchantFactory(channel=Merchant.Channel.UMPAY, umpay_acq_mer_id="41509208", appid="", mch_id="")
+    order = shop.pay(2201)
+    twin_payment = Payment.objects.create(
+        merchant=twin, store=StoreFactory(merchant=twin), channel="UMPAY", method="CODE", wallet="WECHAT",
+        out_trade_no=order["out_trade_no"], total_fee=2201, body="b", order_time="20261122101010",
+    )  # fmt: skip
+    shop.clock.advance(12)
+    key = _umpay_identity().private_key_pem.reveal()
+    body = urlencode(_notification(shop, order["out_trade_no"], key, acqSpId=acq_sp_id))
+
+    response = client.post("/notify/umpay/", data=body, content_type="application/x-www-form-urlencoded")
+
+    record = UmpayNotification.objects.get()
+    twin_payment.refresh_from_db()
+    assert twin_payment.next_check_at is None  # never the other provider's merchant
+    if acq_sp_id:
+        assert (response.status_code, record.result) == (200, "applied")
+        assert shop.payment(order["out_trade_no"]).next_check_at <= shop.clock.now()
+    else:
+        assert (response.status_code, record.result) == (404, "unknown merchant or order")
 
 
 def test_umpay_notification_with_bad_signature_is_rejected_and_changes_nothing(make_shop, client):

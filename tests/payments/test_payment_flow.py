@@ -4,12 +4,14 @@ Each test asserts the final state, the upstream calls made, and that the sandbox
 money (charged here ⇔ charged there).
 """
 
+from datetime import datetime, timedelta
+
 import pytest
 
 from payments import services
 from payments.models import Payment
 from payments.sandbox.services import sandbox_ledger
-from portal.models import Merchant
+from portal.models import ChannelCredentials, Merchant
 
 pytestmark = pytest.mark.django_db
 
@@ -112,6 +114,51 @@ def test_cancel_after_success_reverses_the_charge(shop):
     shop.run_worker(20)
     assert shop.payment(order["out_trade_no"]).status == "REVERSED"
     assert_money_agrees(shop, order["out_trade_no"])
+
+
+def test_cancel_after_the_reverse_window_is_refused_and_changes_nothing(make_shop):
+    """UMF reverses only on the order's day (WeChat within 7 days): past that, a paid order is refunded instead —
+    a reverse would be refused and leave a good payment in ATTENTION."""
+    shop = make_shop(Merchant.Channel.UMPAY)
+    order = shop.pay(1000)
+    made = datetime.strptime(shop.payment(order["out_trade_no"]).order_time, "%Y%m%d%H%M%S") - timedelta(days=1)
+    Payment.objects.filter(out_trade_no=order["out_trade_no"]).update(order_time=f"{made:%Y%m%d%H%M%S}")
+    response = shop.terminal.post(f"payments/{order['out_trade_no']}/cancel")
+    assert (response.status_code, response.json()["code"]) == (409, "NOT_CANCELLABLE")
+    shop.run_worker(30)
+    payment = shop.payment(order["out_trade_no"])
+    assert (payment.status, payment.next_check_at) == ("SUCCESS", None)
+    assert "cancelOrder" not in " ".join(shop.upstream_calls())
+
+
+def test_merchant_without_credentials_fails_at_once_without_a_call(shop):
+    ChannelCredentials.objects.filter(merchant=shop.merchant).delete()
+    order = shop.pay(1000)
+    assert (order["status"], order["err_code"]) == ("FAILED", "CHANNEL_NOT_CONFIGURED")
+    payment = shop.payment(order["out_trade_no"])
+    assert payment.next_check_at is None
+    assert shop.upstream_calls() == []
+    assert payment.events.filter(action="micropay", code="CHANNEL_NOT_CONFIGURED").exists()
+
+
+def test_a_channel_call_that_raises_is_recorded_and_ends_definite(shop, monkeypatch, settings):
+    """Anything a channel call raises (an unreadable key, a bug) is an answer of unknown outcome: recorded, counted
+    against the limits, and the payment ends definite instead of being re-driven forever by the sweeper."""
+    settings.PAYMENT_REVERSE_MAX_ATTEMPTS = 3
+
+    def broken(**kwargs):
+        raise ValueError("cannot load key")
+
+    monkeypatch.setattr(services.channels, "charge", broken)
+    monkeypatch.setattr(services.channels, "query", broken)
+    monkeypatch.setattr(services.channels, "reverse", broken)
+    order = shop.pay(1000)
+    assert order["status"] == "PAYING"  # may or may not have left: find out
+    shop.run_worker(600)
+    payment = shop.payment(order["out_trade_no"])
+    assert (payment.status, payment.next_check_at, payment.reverse_count) == ("ATTENTION", None, 3)
+    codes = set(payment.events.exclude(action__in=("created", "state")).values_list("code", flat=True))
+    assert codes == {"LOCAL_ERROR"}
 
 
 def test_systemerror_but_paid_ends_success(shop):

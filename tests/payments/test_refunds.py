@@ -3,11 +3,13 @@
 import pytest
 from django.core.management import call_command
 
-from payments import services
+from payments import channels, services
+from payments.channels import Answer
+from payments.gateways.base import Outcome
 from payments.models import Refund
 from payments.sandbox.services import sandbox_ledger
-from portal.errors import InvalidInput, InvalidState
-from portal.models import AuditLog, Merchant, StaffMembership
+from portal.errors import Conflict, InvalidInput, InvalidState
+from portal.models import AuditLog, ChannelCredentials, Merchant, StaffMembership
 from tests.factories import make_user
 
 pytestmark = pytest.mark.django_db
@@ -43,13 +45,20 @@ def test_partial_then_rest_refund_through_the_refund_api(shop):
     assert (ledger["charged"], ledger["refunded"]) == (0, 10000)
 
 
-def test_full_refund_inside_the_window_is_a_reverse(shop):
+def test_full_refund_inside_the_window_is_a_reverse(shop, monkeypatch):
+    sent = []
+    reverse = channels.reverse
+    monkeypatch.setattr(channels, "reverse", lambda **kw: sent.append(shop.clock.now()) or reverse(**kw))
     order = shop.pay(5000)
     full = refund(shop, order["out_trade_no"], 5000)
     assert full.kind == Refund.Kind.REVERSE
     shop.run_worker(5)
     full.refresh_from_db()
+    assert (full.status, sent) == (Refund.Status.PENDING, [])  # seed 001: no reverse within 15 s of the payment
+    shop.run_worker(15)
+    full.refresh_from_db()
     payment = shop.payment(order["out_trade_no"])
+    assert len(sent) == 1 and (sent[0] - payment.submitted_at).total_seconds() >= 15
     assert full.status == Refund.Status.SUCCESS
     assert (payment.status, payment.refunded_fee) == ("REVERSED", 5000)
     assert "secapi/pay/refund" not in shop.upstream_calls()
@@ -147,6 +156,24 @@ def test_staff_refund_api_roles_and_scoping(client, make_shop):
     assert payment_a.refunds.count() == 1
 
 
+def test_staff_refund_api_request_key_makes_a_retry_safe(client, shop):
+    payment = shop.payment(shop.pay(1000)["out_trade_no"])
+    client.force_login(make_user("admin", role=StaffMembership.Role.MERCHANT_ADMIN, merchant=shop.merchant))
+    url = f"/api/staff/v1/payments/{payment.pk}/refunds"
+    body = {"refund_fee": 300, "request_key": "till-7-20261201-0001"}
+    first = client.post(url, body, content_type="application/json")
+    retry = client.post(url, body, content_type="application/json")  # the answer to the first was lost
+    assert (first.status_code, retry.status_code) == (201, 201)
+    assert retry.json()["out_refund_no"] == first.json()["out_refund_no"]
+    assert first.json()["request_key"] == "till-7-20261201-0001"
+    changed = client.post(url, {**body, "refund_fee": 400}, content_type="application/json")
+    assert (changed.status_code, changed.json()["code"]) == (409, "REQUEST_KEY_CONFLICT")
+    bad = client.post(url, {**body, "request_key": "has space"}, content_type="application/json")
+    assert bad.status_code == 400 and "request_key" in bad.json()["details"]
+    payment.refresh_from_db()
+    assert (payment.refunds.count(), payment.reserved_refund_fee) == (1, 300)
+
+
 def test_only_the_secapi_calls_decrypt_the_client_certificate(shop, monkeypatch):
     """reverse and refund go to secapi/*, which needs the API client certificate (mutual TLS in production; the
     sandbox cannot check it): their configs carry the certificate and key. micropay, orderquery and refundquery
@@ -182,3 +209,75 @@ def test_only_the_secapi_calls_decrypt_the_client_certificate(shop, monkeypatch)
         "refundquery": {False},
         "reverse": {True},
     }
+
+
+def test_same_out_trade_no_at_two_merchants_both_refund(make_shop):
+    """out_trade_no is unique per merchant, and so is the out_refund_no made from it."""
+    wechat, umf = make_shop(Merchant.Channel.WECHAT_DIRECT), make_shop(Merchant.Channel.UMPAY)
+    for shop in (wechat, umf):
+        assert shop.pay(1000, out_trade_no="SAME1")["status"] == "SUCCESS"
+        assert refund(shop, "SAME1", 100).out_refund_no == "SAME1R01"
+        shop.run_worker(30)
+        assert shop.payment("SAME1").refunded_fee == 100
+
+
+def test_request_key_makes_a_repeated_refund_request_the_same_refund(shop):
+    order = shop.pay(5000)
+    payment = shop.payment(order["out_trade_no"])
+    first = services.refund_create(payment=payment, refund_fee=1000, user=None, actor_label="t", request_key="k" * 20)
+    again = services.refund_create(payment=payment, refund_fee=1000, user=None, actor_label="t", request_key="k" * 20)
+    assert again.pk == first.pk
+    with pytest.raises(Conflict) as error:
+        services.refund_create(payment=payment, refund_fee=2000, user=None, actor_label="t", request_key="k" * 20)
+    assert error.value.code == "REQUEST_KEY_CONFLICT"
+    other = services.refund_create(payment=payment, refund_fee=1000, user=None, actor_label="t", request_key="j" * 20)
+    assert other.pk != first.pk
+    payment.refresh_from_db()
+    assert (payment.refunds.count(), payment.reserved_refund_fee) == (2, 2000)
+    with pytest.raises(InvalidInput):
+        services.refund_create(payment=payment, refund_fee=1, user=None, actor_label="t", request_key="short")
+
+
+def test_request_key_replay_after_the_payment_is_fully_refunded_returns_the_refund(shop):
+    order = shop.pay(3000)
+    payment = shop.payment(order["out_trade_no"])
+    first = services.refund_create(payment=payment, refund_fee=3000, user=None, actor_label="t", request_key="r" * 16)
+    shop.run_worker(30)
+    assert shop.payment(order["out_trade_no"]).status == "REVERSED"
+    again = services.refund_create(payment=payment, refund_fee=3000, user=None, actor_label="t", request_key="r" * 16)
+    assert again.pk == first.pk
+
+
+def test_refund_whose_channel_call_raises_is_recorded_and_ends_in_attention(shop, settings):
+    """Credentials removed after the payment: every refund call raises while it is built. Each attempt is an event
+    and counts, so the refund ends in ATTENTION after REFUND_MAX_ATTEMPTS instead of being re-driven forever."""
+    settings.REFUND_MAX_ATTEMPTS = 4
+    order = shop.pay(1000)
+    made = refund(shop, order["out_trade_no"], 100)
+    ChannelCredentials.objects.filter(merchant=shop.merchant).delete()
+    shop.run_worker(300)
+    made.refresh_from_db()
+    assert (made.status, made.attempts) == (Refund.Status.ATTENTION, 4)
+    codes = list(made.events.filter(action="refund").values_list("code", flat=True))
+    assert codes == ["CHANNEL_NOT_CONFIGURED"] * 4
+    payment = shop.payment(order["out_trade_no"])
+    assert (payment.reserved_refund_fee, payment.refunded_fee) == (100, 0)  # kept: a person settles it
+
+
+def test_a_late_refusal_does_not_undo_a_refund_accepted_meanwhile(shop, monkeypatch):
+    """If the lease ran out during a slow call and another worker had the refund accepted, the first call's late
+    REJECTED answer is recorded only: the refund stays PROCESSING with its amount reserved."""
+    order = shop.pay(1000)
+    made = refund(shop, order["out_trade_no"], 400)
+
+    def slow_refusal(*, refund):
+        Refund.objects.filter(pk=refund.pk).update(status=Refund.Status.PROCESSING)  # the other worker's success
+        return Answer(outcome=Outcome.REJECTED, code="NOTENOUGH", message="late")
+
+    monkeypatch.setattr(channels, "refund_submit", slow_refusal)
+    services.refund_process(refund_id=made.pk, now=shop.clock.now())
+    made.refresh_from_db()
+    payment = shop.payment(order["out_trade_no"])
+    assert made.status == Refund.Status.PROCESSING
+    assert payment.reserved_refund_fee == 400
+    assert made.events.filter(action="refund", code="NOTENOUGH").exists()

@@ -126,17 +126,15 @@ def test_notification_for_an_unknown_order_is_refused(ps):
     assert (record.is_verified, record.http_status) == (True, 404)
 
 
-def test_service_provider_merchant_notifications(make_shop, monkeypatch, wsgi_transport):
-    """Sub-merchants share the provider's platform key: the order is found among the provider's merchants."""
-    from payments import channels
+def test_service_provider_merchants_get_no_payscore_orders(make_shop, monkeypatch):
+    """Seed 003: the PayScore service-order API is for direct merchants (适用对象:直连商户). A sub-merchant's order
+    would be created under the provider's own mch_id, so it is refused before anything is stored or sent."""
     from payscore import services
     from portal.models import Merchant
 
     shop = make_shop(Merchant.Channel.WECHAT_PROVIDER)
-    shop.merchant.payscore_service_id = "500001"
-    shop.merchant.save()
+    Merchant.objects.filter(pk=shop.merchant.pk).update(payscore_service_id="500001")
     monkeypatch.setattr(services, "_now", shop.clock.now)
-    assert channels.upstream_client is not None
     response = shop.terminal.post(
         "payscore/orders",
         {
@@ -146,8 +144,6 @@ def test_service_provider_merchant_notifications(make_shop, monkeypatch, wsgi_tr
             "time_range": {"start_time": "OnAccept"},
         },
     )
-    assert response.status_code == 201, response.text
-    sandbox.sandbox_payscore_user_confirm("SP1")
-    with httpx.Client(transport=wsgi_transport) as client:
-        assert sandbox.sandbox_deliver_due_notifications(client=client, now=shop.clock.now()) == 1
-    assert ServiceOrder.objects.get(out_order_no="SP1").state == "DOING"
+    assert (response.status_code, response.json()["code"]) == (409, "PAYSCORE_UNSUPPORTED_CHANNEL")
+    assert not ServiceOrder.objects.exists()
+    assert not [r for r in shop.transport.requests if "payscore" in r.url.path]
