@@ -93,6 +93,25 @@ def test_concurrent_refunds_never_exceed_the_payment(requires_postgres, shop):
     assert Refund.objects.filter(payment=payment).count() == 2
 
 
+def test_concurrent_requests_with_one_request_key_make_one_refund(requires_postgres, shop):
+    """A double click lands twice at once: both requests carry the confirmation's key; one refund results."""
+    order = shop.pay(1000)
+    payment = shop.payment(order["out_trade_no"])
+
+    def refund(i):
+        return services.refund_create(
+            payment=payment, refund_fee=300, user=None, actor_label="t", request_key="double-click-0001"
+        ).pk
+
+    results, errors = run_together(5, refund)
+
+    assert errors == []
+    assert len(set(results)) == 1 and len(results) == 5
+    payment.refresh_from_db()
+    assert payment.reserved_refund_fee == 300
+    assert Refund.objects.filter(payment=payment).count() == 1
+
+
 def test_concurrent_resolvers_do_not_double_act(requires_postgres, shop):
     order = shop.pay(1102)  # never paid: will be reversed exactly once
     payment = shop.payment(order["out_trade_no"])
