@@ -253,6 +253,25 @@ def _int(value: Any) -> int | None:
         return None
 
 
+# Fields an answer repeats from its request. UMF answers carry no nonce and travel over plain HTTP, so a validly
+# signed answer to another order (or amount) could be replayed: one that names different values is unusable, never
+# this order's outcome. An answer that leaves them out is taken as is.
+_ECHOED = ("acqSpId", "acqMerId", "orderNo", "txnAmt")
+
+
+def _echo_mismatch(sent: dict[str, Any], answer: dict[str, Any]) -> str:
+    for name in _ECHOED:
+        if name not in sent or not _present(answer.get(name)):
+            continue
+        if name == "txnAmt":
+            same = _int(answer[name]) == int(sent[name])
+        else:
+            same = str(answer[name]) == str(sent[name])
+        if not same:
+            return name
+    return ""
+
+
 def _call(
     config: UmpayConfig,
     path: str,
@@ -293,6 +312,10 @@ def _call(
     result["response_fields"] = redact(data)
     if not verify_response(data, config.umpay_certificate):
         result.update(outcome=unusable, code="BAD_SIGNATURE", message="response signature does not verify")
+        return result, None
+    mismatch = _echo_mismatch(body, data)
+    if mismatch:
+        result.update(outcome=unusable, code="MISMATCH", message=f"the answer is for another {mismatch}")
         return result, None
     result.update(code=str(data.get("respCode") or ""), message=str(data.get("respMsg") or ""))
     result.update(
@@ -463,7 +486,8 @@ def refund_query(
     client: httpx.Client | None = None,
     timeouts: Timeouts = DEFAULT_TIMEOUTS,
 ) -> RefundQueryResult:
-    """pay/refundQuery by the refund's order number; origRespCode read like queryOrder's."""
+    """pay/refundQuery by the refund's order number. respCode 00 means the query worked; origRespCode is the refund's
+    state: 00 refunded, 01 failed, 02 processing (UMF's refundQuery document; other codes are read as unknown)."""
     result, data = _call(
         config, "pay/refundQuery", {"orderNo": order_no}, client=client, timeouts=timeouts, changes_state=False
     )
@@ -472,8 +496,6 @@ def refund_query(
     orig = str(data.get("origRespCode") or "")
     if data.get("respCode") != SUCCESS_CODE:
         return RefundQueryResult(**_finish(result, Outcome.TRANSIENT), orig_resp_code=orig)
-    outcome = {"00": Outcome.SUCCESS, "02": Outcome.UNKNOWN, "03": Outcome.REJECTED, "06": Outcome.REJECTED}.get(
-        orig, Outcome.UNKNOWN
-    )
+    outcome = {"00": Outcome.SUCCESS, "01": Outcome.REJECTED, "02": Outcome.UNKNOWN}.get(orig, Outcome.UNKNOWN)
     result["code"] = orig
     return RefundQueryResult(**_finish(result, outcome), orig_resp_code=orig)

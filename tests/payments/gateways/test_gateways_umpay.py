@@ -280,9 +280,12 @@ def test_published_001100WN_answer_is_rejected_not_success(
         base_url="http://umf.test",
     )
     client = mock_client(lambda r: httpx.Response(200, content=MICROPAY_FAILURE_RESPONSE.encode()))
-    result = umpay.micropay(config, micropay_request(), client=client)
+    result = umpay.micropay(config, micropay_request(order_no="JD202003060435350002"), client=client)
     assert (result.outcome, result.code) == (Outcome.REJECTED, "001100WN")
     assert result.message == "101 每个二维码仅限使用一次，请刷新再试"
+    # The same signed answer to a request for another order is a replay: unusable, not that order's failure.
+    other = umpay.micropay(config, micropay_request(), client=client)
+    assert (other.outcome, other.code) == (Outcome.UNKNOWN, "MISMATCH")
 
 
 @pytest.mark.parametrize(
@@ -341,6 +344,39 @@ def test_query_order(answer: dict, outcome: Outcome, config: umpay.UmpayConfig, 
             "signature": fake.requests[0][1]["signature"],
         },
     )
+
+
+@pytest.mark.parametrize(
+    ("echo", "call", "outcome"),
+    [
+        ({"orderNo": "OTHER", "txnAmt": "1"}, "micropay", Outcome.UNKNOWN),  # an old 1-fen success replayed
+        ({"orderNo": "A1", "txnAmt": "1"}, "micropay", Outcome.UNKNOWN),  # right order, wrong amount
+        ({"acqMerId": "41509209"}, "micropay", Outcome.UNKNOWN),  # another merchant's answer
+        ({"orderNo": "OTHER", "origRespCode": "00"}, "query", Outcome.TRANSIENT),  # another order's "paid"
+        ({"orderNo": "A1", "txnAmt": 100000}, "micropay", Outcome.SUCCESS),  # the amount as a JSON number
+        ({}, "micropay", Outcome.SUCCESS),  # an answer that leaves the echoes out is taken as is
+    ],
+)
+def test_an_answer_naming_another_order_amount_or_merchant_is_unusable(
+    echo: dict, call: str, outcome: Outcome, config: umpay.UmpayConfig, make_fake
+) -> None:
+    client = mock_client(make_fake({"respCode": "00", **echo}))
+    if call == "micropay":
+        result = umpay.micropay(config, micropay_request(order_no="A1", txn_amt=100000), client=client)
+    else:
+        result = umpay.query_order(config, order_no="A1", client=client)
+    assert result.outcome is outcome
+    assert (result.code == "MISMATCH") == (outcome is not Outcome.SUCCESS)
+
+
+@pytest.mark.parametrize(
+    ("orig", "outcome"),
+    [("00", Outcome.SUCCESS), ("01", Outcome.REJECTED), ("02", Outcome.UNKNOWN), ("09", Outcome.UNKNOWN)],
+)
+def test_refund_query_states(orig: str, outcome: Outcome, config: umpay.UmpayConfig, make_fake) -> None:
+    """UMF's refundQuery: origRespCode 00 refunded, 01 failed, 02 processing; anything else stays open."""
+    client = mock_client(make_fake({"respCode": "00", "origRespCode": orig}))
+    assert umpay.refund_query(config, order_no="R1", client=client).outcome is outcome
 
 
 def test_query_order_timeout_is_transient(config: umpay.UmpayConfig) -> None:

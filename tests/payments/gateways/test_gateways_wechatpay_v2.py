@@ -106,6 +106,11 @@ def test_xml_round_trip_with_cdata_breaker() -> None:
         b'<?xml version="1.0"?><!DOCTYPE xml [<!ENTITY x "boom">]><xml><a>&x;</a></xml>',
         b'<!DOCTYPE xml SYSTEM "http://evil.test/x.dtd"><xml><a>1</a></xml>',
         b'<?xml version="1.0"?><!DOCTYPE xml [<!ENTITY x SYSTEM "file:///etc/passwd">]><xml><a>&x;</a></xml>',
+        # The same in UTF-16, with and without a byte-order mark: no byte pattern can see the declaration.
+        '<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE xml [<!ENTITY x "boom">]><xml><a>&x;</a></xml>'.encode(
+            "utf-16"
+        ),
+        '<!DOCTYPE xml [<!ENTITY x "boom">]><xml><a>&x;</a></xml>'.encode("utf-16-le"),
         b"<xml><a><b>nested</b></a></xml>",
         b"<xml><a>1</a><a>2</a></xml>",
         b'<xml><a x="1">1</a></xml>',
@@ -392,6 +397,11 @@ def test_refundquery_picks_the_asked_refund() -> None:
     assert [r.refund_fee for r in result.refunds] == [10, 20]
     result = v2.refundquery(make_config(), v2.RefundQueryRequest(out_refund_no="R0"), client=mock_client(server))
     assert (result.outcome, result.refund_status) == (Outcome.SUCCESS, "SUCCESS")
+    # Asked about a refund the answer does not list: not R0's SUCCESS, not anything — ask again later.
+    result = v2.refundquery(make_config(), v2.RefundQueryRequest(out_refund_no="R9"), client=mock_client(server))
+    assert (result.outcome, result.code, result.refund_status) == (Outcome.TRANSIENT, "NOT_LISTED", "")
+    result = v2.refundquery(make_config(), v2.RefundQueryRequest(refund_id="509"), client=mock_client(server))
+    assert (result.outcome, result.code) == (Outcome.TRANSIENT, "NOT_LISTED")
 
 
 @pytest.mark.parametrize(("status", "outcome"), [("REFUNDCLOSE", Outcome.REJECTED), ("CHANGE", Outcome.REJECTED)])
