@@ -29,6 +29,7 @@ from payments import channels
 from payments.gateways import wechatpay_v3
 from payments.gateways.base import Outcome, redact
 from payments.gateways.http import Timeouts
+from payments.gateways.umpay import CHINA_TZ
 from payscore.models import FINAL_STATES, ServiceOrder, ServiceOrderEvent
 from portal.errors import Conflict, DomainError, InvalidInput, InvalidState
 from portal.models import Device, Merchant
@@ -73,7 +74,11 @@ def _timeouts() -> Timeouts:
 
 
 def _lease() -> timedelta:
-    return timedelta(seconds=settings.UPSTREAM_READ_TIMEOUT + 5)
+    """How long a call may still be in flight: a pooled connection and a connect, sending, the answer (httpx applies
+    the connect and read limits per phase), and a margin. Until then nobody judges a pending action by a query —
+    WeChat may not have seen a slow call yet."""
+    connect, read = settings.UPSTREAM_CONNECT_TIMEOUT, settings.UPSTREAM_READ_TIMEOUT
+    return timedelta(seconds=2 * connect + 2 * read + 5)
 
 
 def notify_url() -> str:
@@ -612,6 +617,11 @@ def service_order_complete(
     for key in ("time_range", "location"):
         if data.get(key):
             request[key] = dict(data[key])
+    if not order.time_range.get("end_time") and not request.get("time_range", {}).get("end_time"):
+        # Seed 003: an order created without an end time must be completed with one. Unless the caller names it,
+        # the service ended now.
+        ended = _now().astimezone(CHINA_TZ).strftime("%Y%m%d%H%M%S")
+        request["time_range"] = {**request.get("time_range", {}), "end_time": ended}
     return _perform(
         order=order,
         action="complete",
@@ -730,6 +740,10 @@ def _pending_applied(order: ServiceOrder) -> bool:
     return True
 
 
+def _pending_token(order: ServiceOrder) -> tuple:
+    return order.pending_action, order.pending_request, order.check_attempts
+
+
 def service_order_refresh(
     *,
     order_id: int,
@@ -742,6 +756,7 @@ def service_order_refresh(
     order (`last_error_code` NOT_APPLIED) so the terminal or staff can send it again; a create WeChat never
     received is sent again (identical re-submission is idempotent upstream). Safe to call twice or concurrently."""
     now = now or _now()
+    judged = None  # the pending action this query was taken to judge, if any
     with transaction.atomic():
         order = _locked(order_id)
         if order.state == State.REJECTED or (order.state in FINAL_STATES and not order.pending_action):
@@ -755,6 +770,7 @@ def service_order_refresh(
             order.check_attempts += 1
             order.next_check_at = now + _lease()
             order.save(update_fields=["check_attempts", "next_check_at", "updated_at"])
+            judged = _pending_token(order)
         _audit(order, "refresh", user, actor_label, {})
     config = channels.wechat_v3_config(order.merchant)
     result = wechatpay_v3.payscore_query(
@@ -770,9 +786,13 @@ def service_order_refresh(
     with transaction.atomic():
         order = _locked(order_id)
         _event(order, "query", actor=actor, result=result, user=user)
+        # Only the pending action this query was taken for is judged by it. One that started while the query was
+        # out (a complete sent meanwhile) may have reached WeChat after the query was answered: the answer says
+        # nothing about it, and its own lease and answer stand.
+        judging = judged is not None and judged == _pending_token(order)
         if result.outcome is Outcome.SUCCESS:
             apply_snapshot(order, result.data, actor=actor, now=now, user=user)
-            if order.pending_action:
+            if judging:
                 if _pending_applied(order):
                     if order.pending_action == Pending.COMPLETE:
                         _take_completed_content(order)
@@ -784,11 +804,11 @@ def service_order_refresh(
                     order.last_error_code = "NOT_APPLIED"
                     order.last_error_message = f"WeChat did not act on the {action.lower()} call; send it again."
                     _event(order, "pending.not_applied", actor=actor, code="NOT_APPLIED", message=action)
-            else:
+            elif not order.pending_action:
                 order.next_check_at = None
-        elif result.code in ("ORDER_NOT_EXIST", "ORDER_NOT_ EXIST") and order.state == State.PENDING:
+        elif result.code in ("ORDER_NOT_EXIST", "ORDER_NOT_ EXIST") and order.state == State.PENDING and judging:
             resend_create = True  # the create never reached WeChat: send the same one again
-        elif order.pending_action:
+        elif judging:
             order.next_check_at = now + _recheck_delay(order.check_attempts)
         order.save()
     if resend_create:

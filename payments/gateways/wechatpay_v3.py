@@ -475,6 +475,11 @@ def _call(
         except VerificationError as exc:
             result.update(outcome=unusable, code="BAD_SIGNATURE", message=str(exc))
             return result, None
+    elif sent.status != 401:
+        # WeChat signs every answer to a request whose signature it accepted; only a 401 (it did not) comes unsigned.
+        # An unsigned refusal is not WeChat's word (a proxy, or someone in between): it decides nothing.
+        result.update(outcome=unusable, code=f"HTTP_{sent.status}", message="error answer without a signature")
+        return result, None
     try:
         data = json.loads(sent.body) if sent.body.strip() else {}
     except (ValueError, UnicodeDecodeError):

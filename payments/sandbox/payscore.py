@@ -231,6 +231,8 @@ def complete(order: SandboxPayscoreOrder, body: dict[str, Any]) -> dict[str, Any
     if not (order.state == State.DOING and order.state_description == "USER_CONFIRM"):
         raise PayscoreError(400, "INVALID_ORDER_STATE", "order is not in service (DOING, USER_CONFIRM)")
     payments, discounts, total = _amounts(body, order)
+    if not order.time_range.get("end_time") and not (body.get("time_range") or {}).get("end_time"):
+        raise _param("time_range.end_time is required: the order was created without one")
     order.post_payments, order.post_discounts, order.total_amount = payments, discounts, total
     if body.get("time_range"):
         order.time_range = {**order.time_range, **body["time_range"]}

@@ -167,3 +167,36 @@ def test_failed_unionid_lookup_is_recorded_not_fatal(ps):
     assert response.json()["union_id"] == ""
     event = ps.order().events.get(action="facemch")
     assert (event.outcome, event.code) == ("REJECTED", "PARAM_ERROR")
+
+
+def test_complete_names_an_end_time_when_the_create_had_none(ps):
+    """Seed 003: 创建订单未填写服务结束时间,则完结的时候,服务结束时间必填. Unless the caller names one, the service ended
+    at the complete; an end time the caller gives is sent as given."""
+    import json
+
+    from payments.gateways.umpay import CHINA_TZ
+
+    for number, given in (("PS0001", None), ("PS0002", "20261122103000")):
+        assert ps.create(number).status_code == 201
+        sandbox.sandbox_payscore_user_confirm(number)
+        ps.deliver()
+        body = ps.complete_body(300, **({"time_range": {"end_time": given}} if given else {}))
+        assert ps.terminal.post(f"payscore/orders/{number}/complete", body).status_code == 200
+        sent = json.loads(
+            next(r for r in reversed(ps.shop.transport.requests) if r.url.path.endswith("/complete")).content
+        )
+        expected = given or ps.clock.now().astimezone(CHINA_TZ).strftime("%Y%m%d%H%M%S")
+        assert sent["time_range"]["end_time"] == expected
+        assert ps.order(number).state_description == "MCH_COMPLETE"
+
+
+def test_sandbox_refuses_a_complete_without_an_end_time_like_wechat(ps):
+    from payments.sandbox import payscore as sandbox_payscore
+    from payments.sandbox.models import SandboxPayscoreOrder
+
+    assert ps.create().status_code == 201
+    sandbox.sandbox_payscore_user_confirm("PS0001")
+    order = SandboxPayscoreOrder.objects.get(out_order_no="PS0001")
+    with pytest.raises(sandbox_payscore.PayscoreError) as refused:
+        sandbox_payscore.complete(order, {"service_id": order.service_id, **ps.complete_body(300)})
+    assert refused.value.code == "PARAM_ERROR"

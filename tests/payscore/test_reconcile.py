@@ -2,6 +2,7 @@
 
 from datetime import timedelta
 
+import httpx
 import pytest
 from django.core.management import call_command
 
@@ -167,3 +168,58 @@ def test_cancel_command_refuses_with_the_error_code(ps):
     call_command("payscore_cancel", merchant=ps.merchant.pk, out_order_no="PS0001", reason="不用了")
     with pytest.raises(CommandError, match="INVALID_ORDER_STATE"):
         call_command("payscore_cancel", merchant=ps.merchant.pk, out_order_no="PS0001", reason="不用了")
+
+
+def _confirmed(ps):
+    assert ps.create().status_code == 201
+    sandbox.sandbox_payscore_user_confirm("PS0001")
+    assert ps.deliver() == 1
+    order = ps.order()
+    assert (order.state, order.state_description) == ("DOING", "USER_CONFIRM")
+    return order
+
+
+def test_a_query_sent_before_a_complete_never_judges_that_complete(ps, monkeypatch):
+    """A refresh (terminal poll, worker, staff) queries; while its query is out a complete starts, reaches WeChat and
+    loses its answer. The older query answer (DOING/USER_CONFIRM) says nothing about that complete: it stays pending
+    under its own lease — no "not applied, send it again", no second complete with other content — and a query
+    after the lease settles it."""
+    from payments.gateways import wechatpay_v3
+
+    order = _confirmed(ps)
+    query = wechatpay_v3.payscore_query
+
+    def complete_while_the_query_is_out(*args, **kwargs):
+        answer = query(*args, **kwargs)
+        monkeypatch.setattr(wechatpay_v3, "payscore_query", query)
+        ps.lossy.lose_answers = 1
+        services.service_order_complete(order=order, data=ps.complete_body(300))
+        return answer
+
+    monkeypatch.setattr(wechatpay_v3, "payscore_query", complete_while_the_query_is_out)
+    services.service_order_refresh(order_id=order.pk, now=ps.clock.now())
+    order.refresh_from_db()
+    assert (order.pending_action, order.last_error_code) == ("COMPLETE", "TIMEOUT")
+    assert order.next_check_at > ps.clock.now()
+    again = ps.terminal.post("payscore/orders/PS0001/complete", ps.complete_body(500))
+    assert again.status_code == 409  # the first complete's outcome is unknown: nothing else is sent
+
+    ps.clock.advance(60)
+    _run_due(ps)
+    order.refresh_from_db()
+    assert (order.pending_action, order.state_description, order.total_amount) == ("", "MCH_COMPLETE", 300)
+
+
+def test_unsigned_refusal_of_a_create_decides_nothing(ps, monkeypatch):
+    """WeChat signs every answer to a request whose signature it accepted: an unsigned 400 is not its word."""
+    from payments import channels
+
+    forged = httpx.Client(
+        transport=httpx.MockTransport(lambda r: httpx.Response(400, json={"code": "PARAM_ERROR", "message": "x"}))
+    )
+    monkeypatch.setattr(channels, "upstream_client", forged)
+    ps.create()
+    order = ps.order()
+    assert order.state == "PENDING" and order.next_check_at is not None  # queried later, not REJECTED
+    event = order.events.get(action="create")
+    assert (event.outcome, event.code) == ("UNKNOWN", "HTTP_400")

@@ -462,6 +462,30 @@ def test_unverifiable_success_is_unknown_for_state_changes_and_transient_for_rea
     assert (query.outcome, query.code) == (Outcome.TRANSIENT, code)
 
 
+@pytest.mark.parametrize(
+    ("status", "outcome", "code"),
+    [
+        (400, Outcome.UNKNOWN, "HTTP_400"),  # an unsigned refusal is not WeChat's word
+        (404, Outcome.UNKNOWN, "HTTP_404"),
+        (401, Outcome.REJECTED, "SIGN_ERROR"),  # WeChat did not accept our signature: it cannot sign its answer
+    ],
+)
+def test_unsigned_error_answers(
+    status: int, outcome: Outcome, code: str, merchant_keys: KeyPair, platform_keys: KeyPair, config
+) -> None:
+    platform = FakePlatform(
+        merchant_keys,
+        platform_keys,
+        status,
+        {"code": "SIGN_ERROR" if status == 401 else "PARAM_ERROR", "message": "m"},
+        sign=False,
+    )
+    result = v3.payscore_complete(
+        config, "A1", service_id="500001", post_payments=[], total_amount=0, client=mock_client(platform), clock=clock
+    )
+    assert (result.outcome, result.code) == (outcome, code)
+
+
 def test_malformed_json_is_unknown(platform_keys: KeyPair, config: v3.WechatPayV3Config) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         body = b'{"state": "DONE"'
