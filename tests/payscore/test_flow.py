@@ -198,5 +198,10 @@ def test_sandbox_refuses_a_complete_without_an_end_time_like_wechat(ps):
     sandbox.sandbox_payscore_user_confirm("PS0001")
     order = SandboxPayscoreOrder.objects.get(out_order_no="PS0001")
     with pytest.raises(sandbox_payscore.PayscoreError) as refused:
-        sandbox_payscore.complete(order, {"service_id": order.service_id, **ps.complete_body(300)})
-    assert refused.value.code == "PARAM_ERROR"
+        sandbox_payscore.complete(
+            order, {"appid": order.appid, "service_id": order.service_id, **ps.complete_body(300)}
+        )
+    assert (refused.value.code, refused.value.message) == (
+        "PARAM_ERROR",
+        "time_range.end_time is required: the order was created without one",
+    )
