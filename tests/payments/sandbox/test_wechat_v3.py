@@ -24,7 +24,8 @@ def create_request(out_order_no: str = "PS1", **overrides) -> v3.PayscoreCreateR
         "out_order_no": out_order_no,
         "service_id": SERVICE_ID,
         "service_introduction": "充电宝租借",
-        "time_range": v3.TimeRange(start_time="OnAccept"),
+        # With an end time: seed 003 requires one at the latest when completing.
+        "time_range": v3.TimeRange(start_time="OnAccept", end_time="20301231235959"),
         "risk_fund": v3.RiskFund(name="DEPOSIT", amount=10000),
         "notify_url": NOTIFY_URL,
     }
