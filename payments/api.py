@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 
 from payments import selectors, services
 from payments.models import Payment, PaymentStatus, Refund
-from portal.api import ErrorSerializer, TerminalApiView
+from portal.api import ErrorSerializer, StrictIntegerField, TerminalApiView
 from portal.errors import Forbidden
 from portal.models import StaffMembership
 from portal.selectors import membership_of
@@ -89,23 +89,25 @@ class AuthinfoApi(TerminalApiView):
 class PaymentCreateApi(TerminalApiView):
     @extend_schema_serializer(component_name="PaymentRequest")
     class InputSerializer(serializers.Serializer):
-        out_trade_no = serializers.CharField(max_length=32, required=False, allow_blank=True, default="")
-        total_fee = serializers.IntegerField(min_value=1, help_text="Amount in fen.")
+        out_trade_no = serializers.RegexField(
+            services.OUT_TRADE_NO,
+            max_length=32,
+            required=False,
+            allow_blank=True,
+            default="",
+            error_messages={"invalid": "1-32 characters of 0-9 A-Z a-z _ - | *."},
+        )
+        # Money is an integer in the JSON, never "100" or 1.0; WeChat's total_fee is an Int (seed 001).
+        total_fee = StrictIntegerField(min_value=1, max_value=2**31 - 1, help_text="Amount in fen.")
         body = serializers.CharField(max_length=128)
-        auth_code = serializers.CharField(max_length=128, help_text="face_code, or the 18-digit payment code.")
+        auth_code = serializers.RegexField(
+            services.FACE_CODE,  # the widest code shape; the merchant's channel narrows it in the service
+            help_text="face_code, or the 18-digit payment code.",
+            error_messages={"invalid": "A face_code or payment code: 1-128 letters, digits, '_' or '-'."},
+        )
         method = serializers.ChoiceField(choices=Payment.Method.choices)
         openid = serializers.CharField(max_length=128, required=False, allow_blank=True, default="")
         attach = serializers.CharField(max_length=127, required=False, allow_blank=True, default="")
-
-        def to_internal_value(self, data):
-            # Money must be an integer in the JSON, never "100" or 1.0.
-            if (
-                isinstance(data, dict)
-                and "total_fee" in data
-                and (isinstance(data["total_fee"], bool) or not isinstance(data["total_fee"], int))
-            ):
-                raise serializers.ValidationError({"total_fee": ["A positive whole number of fen (JSON integer)."]})
-            return super().to_internal_value(data)
 
     @extend_schema(
         request=InputSerializer,

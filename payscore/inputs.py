@@ -10,21 +10,11 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from payscore.models import OUT_ORDER_NO_PATTERN
+from portal.api import StrictIntegerField
 
 RISK_FUND_NAMES = ("DEPOSIT", "ADVANCE", "CASH_DEPOSIT", "ESTIMATE_ORDER_COST")
 WECHAT_TIME = r"^\d{14}$"  # yyyyMMddHHmmss
 OPENID_PATTERN = r"^[0-9A-Za-z_\-]{1,128}$"
-
-
-class StrictIntegerField(serializers.IntegerField):
-    """An integer in the JSON itself: refuses strings, floats and booleans instead of coercing them."""
-
-    default_error_messages = {"invalid": "A whole number (JSON integer) is required; amounts are in fen."}
-
-    def to_internal_value(self, data):
-        if isinstance(data, bool) or not isinstance(data, int):
-            self.fail("invalid")
-        return super().to_internal_value(data)
 
 
 class StrictBooleanField(serializers.BooleanField):

@@ -39,6 +39,25 @@ class TerminalApiView(APIView):
         return self.request.auth
 
 
+INT64_MAX = 2**63 - 1
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """An integer in the JSON itself: refuses strings, floats and booleans instead of coercing them. Bounded by a
+    64-bit column unless a field sets a lower `max_value`, so no number reaches the database it cannot store."""
+
+    default_error_messages = {"invalid": "A whole number (JSON integer) is required; amounts are in fen."}
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_value", INT64_MAX)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class ErrorSerializer(serializers.Serializer):
     code = serializers.CharField()
     message = serializers.CharField()

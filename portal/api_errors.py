@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.http import Http404
+from django.core.exceptions import RequestDataTooBig
+from django.http import Http404, JsonResponse
+from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
@@ -41,6 +43,12 @@ def exception_handler(exc, context):
     if isinstance(exc, DomainError):
         set_rollback()
         return Response(error_body(exc.code, exc.message, exc.details), status=exc.status)
+    if isinstance(exc, RequestDataTooBig):
+        set_rollback()
+        return Response(
+            error_body("BODY_TOO_LARGE", "The request body is larger than this API accepts."),
+            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
@@ -73,3 +81,23 @@ def exception_handler(exc, context):
         body = error_body(code, str(exc.detail))
     response = Response(body, status=exc.status_code or status.HTTP_400_BAD_REQUEST, headers=headers)
     return response
+
+
+# Django's own error pages, for what never reaches a DRF view (an unknown path, a crash): JSON in the API's shape
+# under /api/ and /notify/ (machines read those), the usual HTML pages elsewhere.
+_MACHINE_PREFIXES = ("/api/", "/notify/")
+
+
+def page_not_found(request, exception):
+    if request.path.startswith(_MACHINE_PREFIXES):
+        return JsonResponse(error_body("NOT_FOUND", "No such endpoint."), status=404)
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request):
+    if request.path.startswith(_MACHINE_PREFIXES):
+        return JsonResponse(
+            error_body("SERVER_ERROR", "The server failed. Repeat a payment only with the same out_trade_no."),
+            status=500,
+        )
+    return defaults.server_error(request)

@@ -17,3 +17,25 @@ class DeviceSignatureScheme(OpenApiAuthenticationExtension):
                 'signature="<base64 HMAC-SHA256(secret, METHOD\\nPATH_WITH_QUERY\\nTIMESTAMP\\nNONCE\\nBODY\\n)>"'
             ),
         }
+
+
+# Answers any terminal call can get from the authentication, permission and throttle layers (README "Terminal API").
+_TERMINAL_ERRORS = {
+    "401": "Not authenticated: header missing or invalid, unknown device, timestamp off, bad signature, nonce reused.",
+    "403": "Authentic, but not allowed to transact: device, store, merchant or service provider disabled.",
+    "429": "Over the per-device rate; see Retry-After.",
+}
+
+
+def add_terminal_errors(result, generator, request, public):
+    """drf-spectacular postprocessing hook: every terminal operation documents the 401/403/429 answers."""
+    error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    for path, operations in result.get("paths", {}).items():
+        if not path.startswith("/api/terminal/"):
+            continue
+        for method, operation in operations.items():
+            if method == "parameters":
+                continue
+            for status, description in _TERMINAL_ERRORS.items():
+                operation["responses"].setdefault(status, {**error, "description": description})
+    return result

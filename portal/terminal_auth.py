@@ -18,6 +18,7 @@ import hmac
 import re
 import time
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from django.conf import settings
 from django.db import connection
@@ -29,6 +30,8 @@ from portal.models import Device, DeviceNonce
 SCHEME = "TERMINAL-HMAC-SHA256"
 _PARAM = re.compile(r'(\w+)="([^"]*)"')
 _NONCE = re.compile(r"^[0-9A-Za-z_\-]{16,32}$")
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+_SIGNATURE = re.compile(r"[A-Za-z0-9+/]{43}=")
 
 
 class TerminalAuthFailed(exceptions.AuthenticationFailed):
@@ -68,6 +71,19 @@ def compute_signature(secret: str, message: bytes) -> str:
     return base64.b64encode(hmac.new(secret.encode("utf-8"), message, hashlib.sha256).digest()).decode("ascii")
 
 
+def signed_paths(request) -> list[str]:
+    """The path + query a client may have signed, most likely first: Django's canonical form (`get_full_path()`:
+    the decoded path percent-encoded again, the query string as sent), then the request line exactly as sent when
+    the server passes it (gunicorn's RAW_URI; REQUEST_URI), then the path encoded with only '/' safe. They name the
+    same resource, so accepting any of them weakens nothing; a client that percent-encodes `*` or `|` in an
+    out_trade_no still verifies."""
+    query = request.META.get("QUERY_STRING", "")
+    suffix = "?" + query if query else ""
+    candidates = [request.get_full_path(), request.META.get("RAW_URI", ""), request.META.get("REQUEST_URI", "")]
+    candidates.append(quote(request.path, safe="/") + suffix)
+    return list(dict.fromkeys(c for c in candidates if c))
+
+
 def parse_authorization(header: str) -> dict[str, str]:
     if not header.startswith(SCHEME + " "):
         raise TerminalAuthFailed("AUTH_HEADER_INVALID", f"Authorization must use the {SCHEME} scheme.")
@@ -75,8 +91,11 @@ def parse_authorization(header: str) -> dict[str, str]:
     missing = [name for name in ("device", "timestamp", "nonce", "signature") if not params.get(name)]
     if missing:
         raise TerminalAuthFailed("AUTH_HEADER_INVALID", f"Authorization is missing: {', '.join(missing)}.")
-    if not params["timestamp"].isdigit():
+    # ASCII digits of a sane length: str.isdigit() also takes '²' and 5,000-digit numbers, which int() refuses.
+    if not _TIMESTAMP.fullmatch(params["timestamp"]):
         raise TerminalAuthFailed("AUTH_HEADER_INVALID", "timestamp must be unix seconds.")
+    if not _SIGNATURE.fullmatch(params["signature"]):
+        raise TerminalAuthFailed("AUTH_HEADER_INVALID", "signature must be base64 of an HMAC-SHA256 (44 characters).")
     if not _NONCE.match(params["nonce"]):
         raise TerminalAuthFailed("AUTH_HEADER_INVALID", "nonce must be 16-32 letters, digits, '_' or '-'.")
     return params
@@ -112,11 +131,12 @@ class DeviceSignatureAuthentication(authentication.BaseAuthentication):
         if abs(time.time() - int(params["timestamp"])) > window:
             raise TerminalAuthFailed("TIMESTAMP_EXPIRED", f"timestamp is more than {window} s from server time.")
 
-        message = canonical_message(
-            request.method, request.get_full_path(), params["timestamp"], params["nonce"], request._request.body
-        )
-        expected = compute_signature(device.secret.reveal(), message)
-        if not hmac.compare_digest(expected, params["signature"]):
+        secret, body = device.secret.reveal(), request._request.body
+        for path in signed_paths(request._request):
+            message = canonical_message(request.method, path, params["timestamp"], params["nonce"], body)
+            if hmac.compare_digest(compute_signature(secret, message), params["signature"]):
+                break
+        else:
             raise TerminalAuthFailed("SIGNATURE_INVALID", "The request signature does not match.")
 
         if not _record_nonce(device.pk, params["nonce"]):
@@ -128,6 +148,9 @@ class DeviceSignatureAuthentication(authentication.BaseAuthentication):
             raise TerminalForbidden("STORE_DISABLED", "This device's store is disabled.")
         if not device.store.merchant.is_active:
             raise TerminalForbidden("MERCHANT_SUSPENDED", "This device's merchant is suspended.")
+        provider = device.store.merchant.provider
+        if provider is not None and not provider.is_active:
+            raise TerminalForbidden("PROVIDER_SUSPENDED", "This device's service provider is deactivated.")
         return TerminalPrincipal(device), device
 
     def authenticate_header(self, request) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote
 
 from django.conf import settings
 from django.db import transaction
@@ -20,6 +19,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from payments.gateways import wechatpay_v3 as v3
 from payments.gateways.base import VerificationError
+from portal.terminal_auth import signed_paths
 
 from . import clock, identity, payscore, scenarios
 from .models import SandboxWechatMerchant
@@ -56,16 +56,6 @@ def _error(merchant: SandboxWechatMerchant, status: int, code: str, message: str
     return _signed(merchant, status, {"code": code, "message": message})
 
 
-def _signed_paths(request: HttpRequest) -> list[str]:
-    """The path+query the client may have signed. WSGI servers hand over the decoded path; the raw form (when the
-    server passes it) or the canonical percent-encoding of it is what a client signs."""
-    query = request.META.get("QUERY_STRING", "")
-    suffix = "?" + query if query else ""
-    candidates = [request.META.get("RAW_URI", ""), request.META.get("REQUEST_URI", "")]
-    candidates += [quote(request.path, safe="/") + suffix, request.get_full_path()]
-    return list(dict.fromkeys(c for c in candidates if c))
-
-
 def _authenticate(request: HttpRequest) -> SandboxWechatMerchant | HttpResponse:
     header = request.headers.get("Authorization", "")
     try:
@@ -77,7 +67,7 @@ def _authenticate(request: HttpRequest) -> SandboxWechatMerchant | HttpResponse:
         return _unsigned(403, "NO_AUTH", "商户信息不合法")
     keys = {merchant.merchant_certificate_serial: merchant.merchant_certificate_pem}
     error: VerificationError | None = None
-    for path in _signed_paths(request):
+    for path in signed_paths(request):
         try:
             v3.verify_request_authorization(
                 header,

@@ -170,8 +170,8 @@ def test_failed_unionid_lookup_is_recorded_not_fatal(ps):
 
 
 def test_complete_names_an_end_time_when_the_create_had_none(ps):
-    """Seed 003: 创建订单未填写服务结束时间,则完结的时候,服务结束时间必填. Unless the caller names one, the service ended
-    at the complete; an end time the caller gives is sent as given."""
+    """Seed 003: 创建订单未填写服务结束时间,则完结的时候,服务结束时间必填.
+    Unless the caller names one, the service ended at the complete; an end time the caller gives is sent as given."""
     import json
 
     from payments.gateways.umpay import CHINA_TZ

@@ -210,3 +210,12 @@ def test_sync_only_after_merchant_complete(ps):
         assert response.status_code == 400, response.text
         assert response.json()["code"] == "INVALID_INPUT"
     _assert_nothing_happened(ps, *before)
+
+
+def test_an_amount_beyond_a_64_bit_integer_is_refused(ps):
+    from payscore.models import ServiceOrder
+
+    response = ps.create(risk_fund={"name": "DEPOSIT", "amount": 2**63})
+    assert response.status_code == 400
+    assert "risk_fund.amount" in response.json()["details"]
+    assert not ServiceOrder.objects.exists()
