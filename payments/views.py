@@ -215,7 +215,7 @@ def payment_reverse(request, pk: int):
 @login_required
 @require_POST
 def payment_refresh(request, pk: int):
-    require(request.user, Action.RESOLVE)
+    require(request.user, Action.REFRESH)
     payment = _payment(request, pk)
     try:
         payment = services.payment_refresh(payment=payment, user=request.user)

@@ -1,6 +1,6 @@
 """Console pages for PayScore service orders: list, detail with timeline, and the staff actions (complete with a
 line-item editor, cancel, sync, refresh). Scoped by `service_orders_visible_to`; actions need Action.PAYSCORE
-(refresh: Action.RESOLVE); every write goes through `payscore.services` (audited there)."""
+(refresh: Action.REFRESH); every write goes through `payscore.services` (audited there)."""
 
 from __future__ import annotations
 
@@ -157,7 +157,7 @@ def order_sync(request, pk: int):
 @login_required
 @require_POST
 def order_refresh(request, pk: int):
-    require(request.user, Action.RESOLVE)
+    require(request.user, Action.REFRESH)
     order = _order(request, pk)
     try:
         services.service_order_refresh(order_id=order.pk, actor=STAFF, user=request.user)

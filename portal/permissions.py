@@ -17,7 +17,8 @@ class Action(enum.StrEnum):
     MANAGE_STORES = "manage_stores"  # stores and devices
     REFUND = "refund"
     REVERSE = "reverse"
-    RESOLVE = "resolve"  # refresh a payment, settle an ATTENTION payment
+    REFRESH = "refresh"  # ask the channel about a payment or PayScore order now
+    RESOLVE = "resolve"  # settle an ATTENTION payment: service-provider staff's work (DESIGN §1), not the merchant's
     PAYSCORE = "payscore"  # complete / cancel / sync PayScore orders
     ERASE_MEMBER = "erase_member"
     VIEW_AUDIT = "view_audit"
@@ -26,8 +27,8 @@ class Action(enum.StrEnum):
 Role = StaffMembership.Role
 ROLE_ACTIONS: dict[str, frozenset[Action]] = {
     Role.PROVIDER_ADMIN: frozenset(Action),
-    Role.PROVIDER_REVIEWER: frozenset({Action.VIEW, Action.RESOLVE, Action.VIEW_AUDIT}),
-    Role.MERCHANT_ADMIN: frozenset(Action) - {Action.MANAGE_MERCHANTS},
+    Role.PROVIDER_REVIEWER: frozenset({Action.VIEW, Action.REFRESH, Action.RESOLVE, Action.VIEW_AUDIT}),
+    Role.MERCHANT_ADMIN: frozenset(Action) - {Action.MANAGE_MERCHANTS, Action.RESOLVE},
     Role.MERCHANT_STAFF: frozenset({Action.VIEW}),
 }
 

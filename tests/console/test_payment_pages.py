@@ -190,6 +190,12 @@ def test_staff_is_read_only_but_reviewer_resolves_attention(client, two_shops):
 
     login(client, users["staff_a"])
     assert client.post(f"/payments/{stuck.pk}/resolve", {"outcome": "FAILED", "note": "x"}).status_code == 403
+    # Settling an anomaly is the service provider's work (DESIGN §1): the merchant admin may ask the channel, not
+    # record the outcome of its own payment.
+    login(client, users["admin_a"])
+    html = client.get(f"/payments/{stuck.pk}/").content.decode()
+    assert f"/payments/{stuck.pk}/refresh" in html and f"/payments/{stuck.pk}/resolve" not in html
+    assert client.post(f"/payments/{stuck.pk}/resolve", {"outcome": "FAILED", "note": "x"}).status_code == 403
     login(client, users["reviewer_a"])
     missing_note = client.post(f"/payments/{stuck.pk}/resolve", {"outcome": "FAILED", "note": ""}, follow=True)
     assert "Say what you checked" in missing_note.content.decode() or "说明" in missing_note.content.decode()
