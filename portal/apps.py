@@ -7,3 +7,6 @@ class PortalConfig(AppConfig):
 
     def ready(self) -> None:
         from portal import schema  # noqa: F401  (registers the OpenAPI description of terminal auth)
+        from portal.fields import fernet
+
+        fernet()  # a malformed FIELD_ENCRYPTION_KEY stops the start-up, not the first payment

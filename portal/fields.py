@@ -64,18 +64,34 @@ class Secret:
 
 
 @lru_cache(maxsize=4)
-def _fernet_for(keys: str) -> MultiFernet:
+def _fernets_for(keys: str) -> tuple[Fernet, ...]:
     parts = [k.strip() for k in keys.split(",") if k.strip()]
     if not parts:
         raise ImproperlyConfigured("FIELD_ENCRYPTION_KEY is empty")
     try:
-        return MultiFernet([Fernet(k.encode()) for k in parts])
+        return tuple(Fernet(k.encode()) for k in parts)
     except ValueError as exc:
         raise ImproperlyConfigured("FIELD_ENCRYPTION_KEY must be url-safe base64 of 32 bytes per key") from exc
 
 
+@lru_cache(maxsize=4)
+def _fernet_for(keys: str) -> MultiFernet:
+    return MultiFernet(list(_fernets_for(keys)))
+
+
 def fernet() -> MultiFernet:
     return _fernet_for(settings.FIELD_ENCRYPTION_KEY)
+
+
+def opens_with_primary_key(value: Secret) -> bool:
+    """Whether a stored value decrypts with the first key of FIELD_ENCRYPTION_KEY alone: after a rotation, every
+    value must, before the old key is removed."""
+    token = value._token if value._token is not None else encrypt(value.reveal())
+    try:
+        _fernets_for(settings.FIELD_ENCRYPTION_KEY)[0].decrypt(token.encode("ascii"))
+    except InvalidToken:
+        return False
+    return True
 
 
 def encrypt(value: str) -> str:

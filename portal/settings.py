@@ -16,20 +16,26 @@ VAR_DIR = BASE_DIR / "var"  # local state of the embedded default: SQLite file, 
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
-# "development" (default) or "production". Production has no secret defaults and turns DEBUG off.
+# "development" (default) or "production". Production has no secret defaults and never runs with DEBUG on.
 DJANGO_ENV = env.str("DJANGO_ENV", default="development")
+if DJANGO_ENV not in ("development", "production"):
+    raise ImproperlyConfigured(f"DJANGO_ENV must be development or production, not {DJANGO_ENV!r}")
 IS_PRODUCTION = DJANGO_ENV == "production"
 
 DEBUG = env.bool("DEBUG", default=not IS_PRODUCTION)
+if IS_PRODUCTION and DEBUG:
+    # Debug pages show local variables (a revealed device secret, a payment code) and DEBUG mounts the sandbox.
+    raise ImproperlyConfigured("DEBUG must be off in production")
 
 
 def _required_in_production(name: str, dev_default: str) -> str:
+    """The value from the environment; in production it must be set, and not to the published development value."""
     value = env.str(name, default="")
-    if value:
-        return value
-    if IS_PRODUCTION:
+    if IS_PRODUCTION and not value:
         raise ImproperlyConfigured(f"{name} must be set in production")
-    return dev_default
+    if IS_PRODUCTION and value == dev_default:
+        raise ImproperlyConfigured(f"{name} is the development default (public); production needs its own")
+    return value or dev_default
 
 
 SECRET_KEY = _required_in_production("SECRET_KEY", "dev-only-insecure-secret-key-change-me")
@@ -100,7 +106,8 @@ else:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Per-process memory cache by default; production uses Redis (CACHE_URL=redis://...) so caches are shared.
-CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
+# Production must name it: per-process caches would make the device throttle and the sweeper's dedupe per process.
+CACHES = {"default": env.cache_url_config(_required_in_production("CACHE_URL", "locmemcache://"))}
 if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache":
     CACHES["default"]["BACKEND"] = "portal.cache.RedisCache"  # reuses its Redis clients (portal/cache.py)
 
@@ -165,7 +172,8 @@ TERMINAL_TIMESTAMP_WINDOW_SECONDS = env.int("TERMINAL_TIMESTAMP_WINDOW_SECONDS",
 # --- Celery ---
 # The embedded default uses kombu's filesystem transport: a broker that needs no server, shared by the processes
 # `make run` starts on one machine. Production sets CELERY_BROKER_URL=redis://...
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+# Production must name it: a filesystem broker on each node would leave payments unresolved on the others.
+CELERY_BROKER_URL = _required_in_production("CELERY_BROKER_URL", "filesystem://")
 CELERY_BROKER_FOLDER = Path(env.str("CELERY_BROKER_FOLDER", default=str(VAR_DIR / "broker")))
 CELERY_BROKER_TRANSPORT_OPTIONS = (
     {
@@ -206,7 +214,8 @@ SANDBOX_ENABLED = env.str("SANDBOX_ENABLED", default="true" if DEBUG else "false
 if SANDBOX_ENABLED in ("true", "1", "yes") and not DEBUG:
     raise ImproperlyConfigured("SANDBOX_ENABLED is on while DEBUG is off; set SANDBOX_ENABLED=force if meant.")
 SANDBOX_MOUNTED = SANDBOX_ENABLED in ("true", "1", "yes", "force")
-PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
+# Where WeChat and UMF send notifications (PayScore notify_url, UMF backUrl): production must name it.
+PUBLIC_BASE_URL = _required_in_production("PUBLIC_BASE_URL", "http://127.0.0.1:8000")
 _sandbox_base = PUBLIC_BASE_URL.rstrip("/") + "/sandbox"
 if SANDBOX_MOUNTED:
     # The sandbox's notifications (PayScore, UMF backUrl) go out with retries like the real services'.

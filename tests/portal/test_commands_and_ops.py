@@ -6,11 +6,14 @@ import subprocess
 import sys
 
 import pytest
+from cryptography.fernet import Fernet
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 
+from portal import services
 from portal.models import AuditLog, Device, Merchant
-from tests.factories import StoreFactory
+from tests.factories import StoreFactory, make_device
 
 pytestmark = pytest.mark.django_db
 
@@ -92,18 +95,26 @@ def test_openapi_schema_documents_the_terminal_api(client):
     assert client.get("/api/schema/docs/").status_code == 200
 
 
-@pytest.mark.parametrize("missing", ["SECRET_KEY", "FIELD_ENCRYPTION_KEY", "DATABASE_URL"])
+# A complete production environment (README "Production deployment"), with fresh keys.
+PRODUCTION = {
+    "DJANGO_ENV": "production",
+    "SECRET_KEY": "s" * 50,
+    "ALLOWED_HOSTS": "example.com",
+    "FIELD_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+    "DATABASE_URL": "postgres://u@127.0.0.1:1/db",
+    "CELERY_BROKER_URL": "redis://127.0.0.1:1/0",
+    "CACHE_URL": "redis://127.0.0.1:1/1",
+    "PUBLIC_BASE_URL": "https://pay.example.com",
+}
+
+
+@pytest.mark.parametrize(
+    "missing",
+    ["SECRET_KEY", "FIELD_ENCRYPTION_KEY", "DATABASE_URL", "CELERY_BROKER_URL", "CACHE_URL", "PUBLIC_BASE_URL"],
+)
 def test_production_refuses_to_start_without_secrets(missing):
-    env = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "FIELD_ENCRYPTION_KEY", "DATABASE_URL")}
-    env.update(
-        {
-            "DJANGO_ENV": "production",
-            "SECRET_KEY": "s" * 50,
-            "ALLOWED_HOSTS": "example.com",
-            "FIELD_ENCRYPTION_KEY": "ZGV2LW9ubHktZmllbGQta2V5LTMyLWJ5dGVzLWxvbmc=",
-            "DATABASE_URL": "postgres://u@127.0.0.1:1/db",
-        }
-    )
+    env = {k: v for k, v in os.environ.items() if k not in PRODUCTION and k not in ("DEBUG", "SANDBOX_ENABLED")}
+    env.update(PRODUCTION)
     del env[missing]
     result = subprocess.run(
         [sys.executable, "-c", "import django; django.setup()"],
@@ -117,16 +128,9 @@ def test_production_refuses_to_start_without_secrets(missing):
 
 
 def test_production_starts_with_its_secrets():
-    env = {
-        **os.environ,
-        "DJANGO_ENV": "production",
-        "SECRET_KEY": "s" * 50,
-        "ALLOWED_HOSTS": "example.com",
-        "FIELD_ENCRYPTION_KEY": "ZGV2LW9ubHktZmllbGQta2V5LTMyLWJ5dGVzLWxvbmc=",
-        "DATABASE_URL": "postgres://u@127.0.0.1:1/db",
-        "DJANGO_SETTINGS_MODULE": "portal.settings",
-    }
+    env = {**os.environ, **PRODUCTION, "DJANGO_SETTINGS_MODULE": "portal.settings"}
     env.pop("SANDBOX_ENABLED", None)
+    env.pop("DEBUG", None)
     result = subprocess.run(
         [
             sys.executable,
@@ -161,16 +165,8 @@ def test_healthz_with_a_redis_broker(client):
 
 
 def _settings_in_subprocess(**env_overrides):
-    env = {
-        **os.environ,
-        "DJANGO_ENV": "production",
-        "SECRET_KEY": "s" * 50,
-        "ALLOWED_HOSTS": "example.com",
-        "FIELD_ENCRYPTION_KEY": "ZGV2LW9ubHktZmllbGQta2V5LTMyLWJ5dGVzLWxvbmc=",
-        "DATABASE_URL": "postgres://u@127.0.0.1:1/db",
-        "DJANGO_SETTINGS_MODULE": "portal.settings",
-        **env_overrides,
-    }
+    env = {**os.environ, **PRODUCTION, "DJANGO_SETTINGS_MODULE": "portal.settings", **env_overrides}
+    env = {name: value for name, value in env.items() if value is not None}
     return subprocess.run(
         [
             sys.executable,
@@ -192,6 +188,57 @@ def test_sandbox_cannot_be_switched_on_by_accident_in_production():
     forced = _settings_in_subprocess(SANDBOX_ENABLED="force")
     assert forced.returncode == 0, forced.stderr
     assert forced.stdout.strip() == "True"
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"DEBUG": "true"}, "DEBUG must be off in production"),
+        ({"SECRET_KEY": "dev-only-insecure-secret-key-change-me"}, "SECRET_KEY is the development default"),
+        (
+            {"FIELD_ENCRYPTION_KEY": "ZGV2LW9ubHktZmllbGQta2V5LTMyLWJ5dGVzLWxvbmc="},
+            "FIELD_ENCRYPTION_KEY is the development default",
+        ),
+        ({"FIELD_ENCRYPTION_KEY": "not-a-fernet-key"}, "FIELD_ENCRYPTION_KEY must be url-safe base64"),
+        ({"CELERY_BROKER_URL": "filesystem://"}, "CELERY_BROKER_URL is the development default"),
+        ({"DJANGO_ENV": "prod"}, "DJANGO_ENV must be development or production"),
+    ],
+)
+def test_production_refuses_to_start_on_development_settings(changes, message):
+    """Debug pages show local variables (a revealed secret) and mount the sandbox; the development keys are public;
+    a key that does not parse would fail every payment later instead of the start-up now."""
+    result = _settings_in_subprocess(**changes)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_demo_data_and_the_laptop_runner_refuse_a_real_production(settings):
+    settings.IS_PRODUCTION, settings.DEBUG, settings.SANDBOX_MOUNTED = True, False, False
+    with pytest.raises(CommandError, match="published password"):
+        call_command("seed_demo", stdout=io.StringIO())
+    with pytest.raises(CommandError, match="laptop"):
+        call_command("run_embedded", stdout=io.StringIO())
+    assert not get_user_model().objects.filter(username="admin").exists()
+    # A production-shaped cluster whose upstream is the sandbox (make bench / make faults) may seed.
+    settings.SANDBOX_MOUNTED = True
+    call_command("seed_demo", stdout=io.StringIO())
+    assert get_user_model().objects.filter(username="admin").exists()
+
+
+def test_key_rotation_keeps_every_node_working_and_verifies_before_the_old_key_goes(settings):
+    """README: every node gets new,old; rotate_field_keys; rotate_field_keys --verify; every node gets new."""
+    old, new = settings.FIELD_ENCRYPTION_KEY, Fernet.generate_key().decode()
+    device, secret = make_device()
+    settings.FIELD_ENCRYPTION_KEY = f"{new},{old}"  # deployed to every node first
+    with pytest.raises(CommandError, match="1 values still need an old key"):
+        call_command("rotate_field_keys", "--verify", stdout=io.StringIO())
+    call_command("rotate_field_keys", stdout=io.StringIO())
+    rotated = services.device_rotate_secret(device=device, actor=None, actor_label="staff")  # a node, meanwhile
+    out = io.StringIO()
+    call_command("rotate_field_keys", "--verify", stdout=out)
+    assert "opens with the primary key alone" in out.getvalue()
+    settings.FIELD_ENCRYPTION_KEY = new  # the old key removed everywhere
+    assert Device.objects.get(pk=device.pk).secret.reveal() == rotated != secret
 
 
 def test_the_wsgi_entry_point_freezes_the_long_lived_objects():

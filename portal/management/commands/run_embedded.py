@@ -10,7 +10,7 @@ import time
 
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 
 def _wait_for_port(addr: str, timeout: float) -> None:
@@ -33,6 +33,8 @@ class Command(BaseCommand):
         parser.add_argument("--demo", action="store_true", help="seed the demo data and print its logins")
 
     def handle(self, *args, addr, worker_concurrency, demo, **options):
+        if settings.IS_PRODUCTION:
+            raise CommandError("run_embedded is the laptop's runner (Django's development server); see the README.")
         demo_summary = io.StringIO()
         if demo:
             call_command("seed_demo", stdout=demo_summary)  # idempotent; printed once the web server is up

@@ -5,7 +5,7 @@ import string
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from portal import credentials as cred
@@ -27,6 +27,10 @@ class Command(BaseCommand):
 
     @transaction.atomic
     def handle(self, *args, **options):
+        if settings.IS_PRODUCTION and not settings.SANDBOX_MOUNTED:
+            # Its logins have a published password. A production-shaped cluster that plays the upstream with the
+            # sandbox (make bench / make faults) may seed; a real deployment may not.
+            raise CommandError("seed_demo creates logins with a published password: not in production.")
         provider, _ = ServiceProvider.objects.get_or_create(
             code="demo-sp",
             defaults={
