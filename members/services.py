@@ -260,7 +260,14 @@ def _placeholder(member: Member) -> str:
 
 
 def _anonymise(member: Member, *, reason: str, now: datetime) -> None:
-    """Drop every personal field; keep the row, its counters and its events (which hold no personal data)."""
+    """Drop every personal field; keep the row, its counters and its events (which hold no personal data). The
+    unionid a PayScore order of this member learnt goes too; the orders' openid stays, like the payments' (records
+    of money)."""
+    from payscore.models import ServiceOrder
+
+    ServiceOrder.objects.filter(merchant_id=member.merchant_id, openid=member.openid).exclude(union_id="").update(
+        union_id=""
+    )
     member.openid = _placeholder(member)
     member.sub_openid = ""
     member.unionid = ""

@@ -36,10 +36,12 @@ def filter_payments(queryset: QuerySet[Payment], params) -> QuerySet[Payment]:
     from django.utils import timezone
 
     def day(name: str):
+        # A date field lets people type 9999-12-31; one the search cannot use is ignored like a malformed one.
         try:
-            return date.fromisoformat(params.get(name, ""))
+            value = date.fromisoformat(params.get(name, ""))
         except ValueError:
             return None
+        return value if date(2000, 1, 1) <= value <= date(2100, 12, 31) else None
 
     tz = timezone.get_current_timezone()
     if start := day("from"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from portal.models import Device, Merchant, Store
 
@@ -19,32 +20,32 @@ OUT_ORDER_NO_PATTERN = r"^[0-9A-Za-z_\-|*]{1,32}$"
 class ServiceOrder(models.Model):
     class State(models.TextChoices):
         # Local: recorded, WeChat's answer to the create call not yet known.
-        PENDING = "PENDING", "Pending (not yet confirmed by WeChat)"
+        PENDING = "PENDING", _("Pending (not yet confirmed by WeChat)")
         # Local, final: WeChat definitely refused to create the order.
-        REJECTED = "REJECTED", "Refused by WeChat"
+        REJECTED = "REJECTED", _("Refused by WeChat")
         # WeChat's states.
-        CREATED = "CREATED", "Created (awaiting the user)"
-        DOING = "DOING", "In service"
-        DONE = "DONE", "Done"
-        REVOKED = "REVOKED", "Cancelled by the merchant"
-        EXPIRED = "EXPIRED", "Expired (CREATED for 30 days)"
+        CREATED = "CREATED", _("Created (awaiting the user)")
+        DOING = "DOING", _("In service")
+        DONE = "DONE", _("Done")
+        REVOKED = "REVOKED", _("Cancelled by the merchant")
+        EXPIRED = "EXPIRED", _("Expired (CREATED for 30 days)")
 
     class StateDescription(models.TextChoices):
         NONE = "", "—"
-        USER_CONFIRM = "USER_CONFIRM", "User confirmed"
-        MCH_COMPLETE = "MCH_COMPLETE", "Completed by the merchant"
+        USER_CONFIRM = "USER_CONFIRM", _("User confirmed")
+        MCH_COMPLETE = "MCH_COMPLETE", _("Completed by the merchant")
 
     class Collection(models.TextChoices):
         NONE = "", "—"
-        USER_PAYING = "USER_PAYING", "Collecting"
-        USER_PAID = "USER_PAID", "Paid"
+        USER_PAYING = "USER_PAYING", _("Collecting")
+        USER_PAID = "USER_PAID", _("Paid")
 
     class PendingAction(models.TextChoices):
         NONE = "", "—"
-        CREATE = "CREATE", "create"
-        COMPLETE = "COMPLETE", "complete"
-        CANCEL = "CANCEL", "cancel"
-        SYNC = "SYNC", "sync"
+        CREATE = "CREATE", _("create")
+        COMPLETE = "COMPLETE", _("complete")
+        CANCEL = "CANCEL", _("cancel")
+        SYNC = "SYNC", _("sync")
 
     merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="service_orders")
     store = models.ForeignKey(Store, on_delete=models.PROTECT, related_name="service_orders")
@@ -190,10 +191,10 @@ class ServiceOrderEvent(models.Model):
     """Append-only: what was sent to WeChat, what came back, every notification and every state change."""
 
     class Actor(models.TextChoices):
-        TERMINAL = "TERMINAL", "Terminal"
-        WORKER = "WORKER", "Worker"
-        STAFF = "STAFF", "Staff"
-        NOTIFICATION = "NOTIFICATION", "Upstream notification"
+        TERMINAL = "TERMINAL", _("Terminal")
+        WORKER = "WORKER", _("Worker")
+        STAFF = "STAFF", _("Staff")
+        NOTIFICATION = "NOTIFICATION", _("Upstream notification")
 
     service_order = models.ForeignKey(ServiceOrder, on_delete=models.CASCADE, related_name="events")
     notification = models.ForeignKey(

@@ -15,6 +15,7 @@ from rest_framework.exceptions import ValidationError
 
 from payscore import inputs, selectors, services
 from payscore.models import ServiceOrder
+from portal.api_errors import flatten_detail
 from portal.errors import DomainError
 from portal.money import yuan_to_fen
 from portal.permissions import Action, require
@@ -69,7 +70,7 @@ def order_detail(request, pk: int, *, complete_errors: dict | None = None, lines
 
 def _fail(request, exc: Exception) -> None:
     if isinstance(exc, ValidationError):
-        for field, problem in exc.detail.items() if isinstance(exc.detail, dict) else [("", exc.detail)]:
+        for field, problem in flatten_detail(exc.detail).items():
             messages.error(request, f"{field}: {problem}")
     else:
         for message in exc.details.values() or [exc.message]:

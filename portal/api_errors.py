@@ -17,7 +17,7 @@ def error_body(code: str, message: str, details: dict | None = None) -> dict:
     return {"code": code, "message": message, "details": details or {}}
 
 
-def _flatten(detail) -> dict:
+def flatten_detail(detail) -> dict:
     """DRF validation detail → {"field": "message", "nested.field": "message"}."""
     out: dict[str, str] = {}
 
@@ -63,7 +63,7 @@ def exception_handler(exc, context):
     set_rollback()
 
     if isinstance(exc, exceptions.ValidationError):
-        body = error_body("INVALID_INPUT", "Some fields are invalid.", _flatten(exc.detail))
+        body = error_body("INVALID_INPUT", "Some fields are invalid.", flatten_detail(exc.detail))
     elif hasattr(exc, "error_code"):
         body = error_body(exc.error_code, str(exc.detail))
     else:
