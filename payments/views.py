@@ -16,7 +16,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from payments import selectors, services
-from payments.models import Payment, PaymentStatus
+from payments.models import Payment, PaymentStatus, Refund
 from portal.errors import DomainError
 from portal.models import Merchant
 from portal.money import yuan_to_fen
@@ -172,14 +172,23 @@ def payment_refund(request, pk: int):
             errors["amount"] = _("The confirmation is incomplete; enter the amount again.")
         if not errors and confirmed:
             try:
-                services.refund_create(
+                refund = services.refund_create(
                     payment=payment, refund_fee=fee, reason=reason, user=request.user, request_key=request_key
                 )
             except DomainError as exc:
                 errors = {key: str(value) for key, value in exc.details.items()} or {"amount": exc.message}
             else:
-                messages.success(request, _("Refund requested; it is being processed."))
-                return redirect("portal:payment_detail", pk=payment.pk)
+                if refund.status != Refund.Status.FAILED:
+                    messages.success(request, _("Refund requested; it is being processed."))
+                    return redirect("portal:payment_detail", pk=payment.pk)
+                # This confirmation was used before, for a refund the channel refused: say so, and offer a new one.
+                messages.error(
+                    request,
+                    _("The refund from this confirmation failed (%(code)s); confirm again to send a new one.")
+                    % {"code": refund.err_code or refund.status},
+                )
+                payment.refresh_from_db()
+                request_key, confirmed = secrets.token_urlsafe(24), False
     confirming = request.method == "POST" and not errors and not confirmed
     return render(
         request,

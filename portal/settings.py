@@ -33,7 +33,7 @@ def _required_in_production(name: str, dev_default: str) -> str:
     value = env.str(name, default="")
     if IS_PRODUCTION and not value:
         raise ImproperlyConfigured(f"{name} must be set in production")
-    if IS_PRODUCTION and value == dev_default:
+    if IS_PRODUCTION and dev_default in (part.strip() for part in value.split(",")):
         raise ImproperlyConfigured(f"{name} is the development default (public); production needs its own")
     return value or dev_default
 

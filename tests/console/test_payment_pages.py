@@ -137,6 +137,33 @@ def test_refund_with_confirmation_step_then_resolves(client, two_shops):
     assert AuditLog.objects.filter(action="payment.refund", actor=users["admin_a"]).count() == 2  # not the replay
 
 
+def test_a_confirmation_whose_refund_failed_offers_a_new_one(client, two_shops, monkeypatch):
+    from payments import channels
+    from payments.channels import Answer
+    from payments.gateways.base import Outcome
+
+    a, _, users = two_shops
+    payment = a.payment(a.pay(5000)["out_trade_no"])
+    login(client, users["admin_a"])
+    url = f"/payments/{payment.pk}/refund"
+    form = confirmation(client.post(url, {"amount": "10.00"}))
+    with monkeypatch.context() as patch:
+        patch.setattr(channels, "refund_submit", lambda **kw: Answer(outcome=Outcome.REJECTED, code="NOTENOUGH"))
+        assert client.post(url, form).status_code == 302
+        a.run_worker(30)
+    assert payment.refunds.get().status == Refund.Status.FAILED
+    # Back, and the same confirmation again: not "requested" (nothing would happen), but a new confirmation.
+    again = client.post(url, form)
+    assert again.status_code == 200 and "NOTENOUGH" in again.content.decode()
+    fresh = confirmation(again)
+    assert fresh["request_key"] != form["request_key"] and fresh["amount"] == "10.00"
+    assert client.post(url, fresh).status_code == 302
+    a.run_worker(30)
+    assert sorted(payment.refunds.values_list("status", flat=True)) == ["FAILED", "SUCCESS"]
+    payment.refresh_from_db()
+    assert payment.refunded_fee == 1000
+
+
 def confirmation(page) -> dict[str, str]:
     """The hidden fields of a refund confirmation page, as the browser would post them."""
     html = page.content.decode()

@@ -199,6 +199,10 @@ def test_sandbox_cannot_be_switched_on_by_accident_in_production():
             {"FIELD_ENCRYPTION_KEY": "ZGV2LW9ubHktZmllbGQta2V5LTMyLWJ5dGVzLWxvbmc="},
             "FIELD_ENCRYPTION_KEY is the development default",
         ),
+        (
+            {"FIELD_ENCRYPTION_KEY": "ZGV2LW9ubHktZmllbGQta2V5LTMyLWJ5dGVzLWxvbmc= ," + Fernet.generate_key().decode()},
+            "FIELD_ENCRYPTION_KEY is the development default",
+        ),
         ({"FIELD_ENCRYPTION_KEY": "not-a-fernet-key"}, "FIELD_ENCRYPTION_KEY must be url-safe base64"),
         ({"CELERY_BROKER_URL": "filesystem://"}, "CELERY_BROKER_URL is the development default"),
         ({"DJANGO_ENV": "prod"}, "DJANGO_ENV must be development or production"),

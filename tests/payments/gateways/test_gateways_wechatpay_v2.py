@@ -125,6 +125,25 @@ def test_unsafe_or_malformed_xml_is_rejected(body: bytes) -> None:
         v2.from_xml(body)
 
 
+def test_declarations_and_wide_encodings_are_refused_before_any_parsing(monkeypatch) -> None:
+    """expat expands a DOCTYPE's entities even while the parser's handler refuses the document: the byte checks come
+    first, so a 'billion laughs' answer costs nothing. The parser's handler stays as a second line."""
+    from xml.etree import ElementTree
+
+    def no_parsing(*args, **kwargs):
+        raise AssertionError("the parser was reached")
+
+    monkeypatch.setattr(ElementTree, "XMLParser", no_parsing)
+    laughs = '<!ENTITY e0 "lol">' + "".join(f'<!ENTITY e{i} "{f"&e{i - 1};" * 10}">' for i in range(1, 9))
+    for body in (
+        f'<?xml version="1.0"?><!DOCTYPE x [{laughs}]><xml><a>&e8;</a></xml>'.encode(),
+        "<xml><a>1</a></xml>".encode("utf-16"),
+        "<xml><a>1</a></xml>".encode("utf-16-le"),
+    ):
+        with pytest.raises(v2.XmlError):
+            v2.from_xml(body)
+
+
 def test_xml_values_keep_their_exact_text_and_layout_whitespace_is_ignored() -> None:
     # WeChat signs the values as sent: spaces inside a value are part of it; line breaks between elements are not.
     body = "<xml>\n  <attach><![CDATA[ 两 spaces ]]></attach>\n  <total_fee>1</total_fee>\n  <empty></empty>\n</xml>"
