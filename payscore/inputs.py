@@ -7,13 +7,14 @@ integers in fen: "100", 1.0 and true are refused, never coerced.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from rest_framework import serializers
 
 from payscore.models import OUT_ORDER_NO_PATTERN
 from portal.api import StrictIntegerField
 
 RISK_FUND_NAMES = ("DEPOSIT", "ADVANCE", "CASH_DEPOSIT", "ESTIMATE_ORDER_COST")
-WECHAT_TIME = r"^\d{14}$"  # yyyyMMddHHmmss
 OPENID_PATTERN = r"^[0-9A-Za-z_\-]{1,128}$"
 
 
@@ -56,12 +57,29 @@ class RiskFundSerializer(_Clean):
     description = serializers.CharField(max_length=30, required=False, allow_blank=True)
 
 
+class WechatTimeField(serializers.RegexField):
+    """yyyyMMddHHmmss that is a real moment (not 20241345999900); `also` lists literal words allowed too."""
+
+    def __init__(self, *, also: tuple[str, ...] = (), **kwargs):
+        self.also = also
+        words = "".join(f"|{word}" for word in also)
+        kwargs.setdefault("help_text", "yyyyMMddHHmmss" + "".join(f" or {word}" for word in also))
+        super().__init__(rf"^(\d{{14}}{words})$", max_length=14, **kwargs)
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        if value not in self.also:
+            try:
+                datetime.strptime(value, "%Y%m%d%H%M%S")
+            except ValueError:
+                raise serializers.ValidationError("Not a real date and time (yyyyMMddHHmmss).") from None
+        return value
+
+
 class TimeRangeSerializer(_Clean):
-    start_time = serializers.RegexField(
-        r"^(\d{14}|OnAccept)$", max_length=14, help_text="yyyyMMddHHmmss or OnAccept", required=False
-    )
+    start_time = WechatTimeField(also=("OnAccept",), required=False)
     start_time_remark = serializers.CharField(max_length=20, required=False, allow_blank=True)
-    end_time = serializers.RegexField(WECHAT_TIME, help_text="yyyyMMddHHmmss", required=False)
+    end_time = WechatTimeField(required=False)
     end_time_remark = serializers.CharField(max_length=20, required=False, allow_blank=True)
 
 
@@ -122,7 +140,7 @@ class ServiceOrderCancelSerializer(serializers.Serializer):
 
 class ServiceOrderSyncSerializer(serializers.Serializer):
     type = serializers.ChoiceField(choices=["Order_Paid"], default="Order_Paid", required=False)
-    paid_time = serializers.RegexField(WECHAT_TIME, help_text="yyyyMMddHHmmss (China time)")
+    paid_time = WechatTimeField(help_text="yyyyMMddHHmmss (China time)")
 
 
 def validated(serializer_class: type[serializers.Serializer], data) -> dict:

@@ -25,6 +25,8 @@ pytestmark = pytest.mark.django_db
         ({"post_payments": [{"name": "租借费", "amount": 1.0}]}, "post_payments.0.amount"),
         ({"post_payments": [{"name": "租借费", "amount": -1}]}, "post_payments.0.amount"),
         ({"time_range": {"start_time": "2026-01-01"}}, "time_range.start_time"),
+        ({"time_range": {"start_time": "20241345999900"}}, "time_range.start_time"),  # month 13, hour 99
+        ({"time_range": {"start_time": "OnAccept", "end_time": "20260230120000"}}, "time_range.end_time"),
         ({"time_range": {}}, "time_range.start_time"),
         ({"out_order_no": "含中文"}, "out_order_no"),
         ({"out_order_no": "X" * 33}, "out_order_no"),
@@ -205,7 +207,11 @@ def test_sync_only_after_merchant_complete(ps):
 
     ps.terminal.post("payscore/orders/PS0001/complete", ps.complete_body(300))
     before = _snapshot(ps)
-    for bad in ({"type": "Order_Paid", "paid_time": "2026-01-01"}, {"type": "Refund", "paid_time": "20260101120000"}):
+    for bad in (
+        {"type": "Order_Paid", "paid_time": "2026-01-01"},
+        {"type": "Order_Paid", "paid_time": "20261301250000"},  # shaped right, no such moment
+        {"type": "Refund", "paid_time": "20260101120000"},
+    ):
         response = ps.terminal.post("payscore/orders/PS0001/sync", bad)
         assert response.status_code == 400, response.text
         assert response.json()["code"] == "INVALID_INPUT"
