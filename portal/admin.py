@@ -10,6 +10,7 @@ from django.template.response import TemplateResponse
 
 from portal import services
 from portal.errors import InvalidInput
+from portal.forms import AdminSignInForm
 from portal.models import (
     AuditLog,
     ChannelCredentials,
@@ -19,6 +20,8 @@ from portal.models import (
     StaffMembership,
     Store,
 )
+
+admin.site.login_form = AdminSignInForm  # the same limit on failed sign-ins as the console
 
 
 class CredentialsForm(forms.ModelForm):

@@ -115,6 +115,10 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 8}},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+# Failed sign-ins (console and admin) before further attempts are refused, and for how long (portal.forms).
+LOGIN_MAX_FAILURES = env.int("LOGIN_MAX_FAILURES", default=10)  # per username
+LOGIN_IP_MAX_FAILURES = env.int("LOGIN_IP_MAX_FAILURES", default=30)  # per client address
+LOGIN_LOCKOUT_SECONDS = env.int("LOGIN_LOCKOUT_SECONDS", default=900)
 LOGIN_URL = "portal:login"
 LOGIN_REDIRECT_URL = "portal:home"
 LOGOUT_REDIRECT_URL = "portal:login"

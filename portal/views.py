@@ -11,12 +11,14 @@ from django.urls import reverse_lazy
 from django.utils.translation import gettext as _
 
 from portal import selectors
+from portal.forms import SignInForm
 from portal.permissions import Action, require
 
 
 class LoginView(auth_views.LoginView):
     template_name = "portal/login.html"
     redirect_authenticated_user = True
+    authentication_form = SignInForm
 
 
 class LogoutView(auth_views.LogoutView):
