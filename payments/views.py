@@ -122,7 +122,7 @@ def payment_detail(request, pk: int):
             "payment": payment,
             "events": payment.events.select_related("actor_user", "refund"),
             "refunds": payment.refunds.all(),
-            "resolutions": services.RESOLUTIONS,
+            "resolutions": [(value, PaymentStatus(value).label) for value in services.RESOLUTIONS],
             "refundable": payment.total_fee - payment.reserved_refund_fee,
             "can_cancel": services.payment_cancel_allowed(payment),
             "is_settled": payment.status not in (PaymentStatus.PAYING, PaymentStatus.REVERSING)

@@ -45,13 +45,23 @@ def order_list(request):
 
 
 @login_required
-def order_detail(request, pk: int, *, complete_errors: dict | None = None, lines: list | None = None, status=200):
+def order_detail(
+    request,
+    pk: int,
+    *,
+    complete_errors: dict | None = None,
+    lines: list | None = None,
+    typed: dict | None = None,
+    status=200,
+):
+    """`lines` / `typed`: what the user entered in a form that failed, shown again instead of blank inputs."""
     order = _order(request, pk)
     return render(
         request,
         "payscore/detail.html",
         {
             "order": order,
+            "typed": typed or {},
             "events": selectors.service_order_events(order),
             "complete_errors": complete_errors or {},
             "lines": lines
@@ -132,8 +142,8 @@ def order_cancel(request, pk: int):
         services.service_order_cancel(order=order, reason=reason["reason"], actor=STAFF, user=request.user)
     except (ValidationError, DomainError) as exc:
         _fail(request, exc)
-    else:
-        messages.success(request, _("Service order cancelled."))
+        return order_detail(request, pk, typed={"reason": request.POST.get("reason", "")}, status=400)
+    messages.success(request, _("Service order cancelled."))
     return redirect("portal:payscore_detail", pk=order.pk)
 
 
@@ -150,8 +160,8 @@ def order_sync(request, pk: int):
         services.service_order_sync(order=order, paid_time=data["paid_time"], actor=STAFF, user=request.user)
     except (ValidationError, DomainError) as exc:
         _fail(request, exc)
-    else:
-        messages.success(request, _("Recorded as paid through another channel."))
+        return order_detail(request, pk, typed={"paid_time": request.POST.get("paid_time", "")}, status=400)
+    messages.success(request, _("Recorded as paid through another channel."))
     return redirect("portal:payscore_detail", pk=order.pk)
 
 

@@ -82,25 +82,28 @@ def test_payscore_state_labels_are_translated(client, world):
 # --- feedback: readable error messages -----------------------------------------------------------------------------
 
 
-def test_payscore_cancel_with_a_blank_reason_says_so_readably(client, world):
+def test_payscore_cancel_with_a_bad_reason_says_so_readably_and_keeps_it(client, world):
     user = zh(client, world["a_admin"])
 
-    response = user.post(reverse("portal:payscore_cancel", args=[world["order"].pk]), {"reason": "   "}, follow=True)
+    response = user.post(reverse("portal:payscore_cancel", args=[world["order"].pk]), {"reason": "退" * 51})
     body = response.content.decode()
 
-    assert response.status_code == 200
-    assert "ErrorDetail" not in body, [line for line in body.splitlines() if "ErrorDetail" in line]
+    assert response.status_code == 400
+    assert "ErrorDetail" not in body
+    assert 'value="' + "退" * 51 + '"' in body  # what was typed is still there
+    assert ServiceOrder.objects.get(pk=world["order"].pk).state == "CREATED"
 
 
-def test_payscore_sync_with_a_malformed_time_says_so_readably(client, world):
+def test_payscore_sync_with_a_malformed_time_says_so_readably_and_keeps_it(client, world):
+    ServiceOrder.objects.filter(pk=world["order"].pk).update(state="DOING", state_description="MCH_COMPLETE")
     user = zh(client, world["a_admin"])
 
-    response = user.post(
-        reverse("portal:payscore_sync", args=[world["order"].pk]), {"paid_time": "yesterday"}, follow=True
-    )
+    response = user.post(reverse("portal:payscore_sync", args=[world["order"].pk]), {"paid_time": "yesterday"})
     body = response.content.decode()
 
-    assert "ErrorDetail" not in body, [line for line in body.splitlines() if "ErrorDetail" in line]
+    assert response.status_code == 400
+    assert "ErrorDetail" not in body
+    assert 'value="yesterday"' in body
 
 
 def test_payscore_complete_with_an_unnamed_line_says_so_readably(client, world):

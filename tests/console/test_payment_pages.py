@@ -224,6 +224,8 @@ def test_staff_is_read_only_but_reviewer_resolves_attention(client, two_shops):
     assert f"/payments/{stuck.pk}/refresh" in html and f"/payments/{stuck.pk}/resolve" not in html
     assert client.post(f"/payments/{stuck.pk}/resolve", {"outcome": "FAILED", "note": "x"}).status_code == 403
     login(client, users["reviewer_a"])
+    settle = client.get(f"/payments/{stuck.pk}/").content.decode()
+    assert '<option value="REVERSED">已撤销 (REVERSED)</option>' in settle  # the outcome by its name, code after
     missing_note = client.post(f"/payments/{stuck.pk}/resolve", {"outcome": "FAILED", "note": ""}, follow=True)
     assert "Say what you checked" in missing_note.content.decode() or "说明" in missing_note.content.decode()
     stuck.refresh_from_db()
