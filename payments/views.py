@@ -13,6 +13,7 @@ from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from payments import selectors, services
@@ -149,6 +150,13 @@ def payment_status_fragment(request, pk: int):
     return response
 
 
+_REFUND_REFUSALS = {
+    "REFUND_EXCEEDS_PAYMENT": gettext_lazy("More than what is left to refund."),
+    "NOT_REFUNDABLE": gettext_lazy("Only a paid payment can be refunded."),
+    "REQUEST_KEY_CONFLICT": gettext_lazy("The confirmation is incomplete; enter the amount again."),
+}
+
+
 @login_required
 def payment_refund(request, pk: int):
     require(request.user, Action.REFUND)
@@ -176,7 +184,12 @@ def payment_refund(request, pk: int):
                     payment=payment, refund_fee=fee, reason=reason, user=request.user, request_key=request_key
                 )
             except DomainError as exc:
-                errors = {key: str(value) for key, value in exc.details.items()} or {"amount": exc.message}
+                # The service's refusals in the console's words (its own texts are English and in fen).
+                errors = (
+                    {"amount": _REFUND_REFUSALS[exc.code]}
+                    if exc.code in _REFUND_REFUSALS
+                    else ({key: str(value) for key, value in exc.details.items()} or {"amount": exc.message})
+                )
             else:
                 if refund.status != Refund.Status.FAILED:
                     messages.success(request, _("Refund requested; it is being processed."))

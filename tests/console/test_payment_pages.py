@@ -186,6 +186,16 @@ def test_bad_refund_amount_is_a_field_error_and_changes_nothing(client, two_shop
     assert (payment.refunds.count(), payment.reserved_refund_fee) == (0, 0)
 
 
+def test_a_refusal_from_the_service_reads_in_the_consoles_language(client, two_shops):
+    a, _, users = two_shops
+    payment = a.payment(a.pay(5000)["out_trade_no"])
+    login(client, users["admin_a"])
+    url = f"/payments/{payment.pk}/refund"
+    form = {**confirmation(client.post(url, {"amount": "1.00"})), "amount": "50.01"}  # edited after "continue"
+    body = client.post(url, form).content.decode()
+    assert "超过了可退款的余额" in body and "fen" not in body
+
+
 def test_confirmation_without_its_key_refunds_nothing(client, two_shops):
     a, _, users = two_shops
     payment = a.payment(a.pay(5000)["out_trade_no"])
