@@ -207,7 +207,7 @@ class StaffRefundCreateApi(APIView):
 
     @extend_schema_serializer(component_name="RefundRequest")
     class InputSerializer(serializers.Serializer):
-        refund_fee = serializers.IntegerField(min_value=1)
+        refund_fee = StrictIntegerField(min_value=1, help_text="fen")
         reason = serializers.CharField(max_length=80, required=False, allow_blank=True, default="")
         request_key = serializers.RegexField(
             r"^[0-9A-Za-z_-]{8,64}$",

@@ -170,6 +170,8 @@ def test_staff_refund_api_request_key_makes_a_retry_safe(client, shop):
     assert (changed.status_code, changed.json()["code"]) == (409, "REQUEST_KEY_CONFLICT")
     bad = client.post(url, {**body, "request_key": "has space"}, content_type="application/json")
     assert bad.status_code == 400 and "request_key" in bad.json()["details"]
+    text = client.post(url, {**body, "refund_fee": "300"}, content_type="application/json")  # money is a JSON integer
+    assert text.status_code == 400 and "refund_fee" in text.json()["details"]
     payment.refresh_from_db()
     assert (payment.refunds.count(), payment.reserved_refund_fee) == (1, 300)
 
