@@ -227,7 +227,7 @@ def charge(*, payment, auth_code: str) -> Answer:
                 goods_info=payment.body,
                 order_type=umpay.OrderType(payment.wallet.lower()),
                 order_time=datetime.strptime(payment.order_time, "%Y%m%d%H%M%S").replace(tzinfo=umpay.CHINA_TZ),
-                back_url=settings.PUBLIC_BASE_URL.rstrip("/") + "/notify/umpay/",
+                back_url=settings.UMPAY_BACK_URL,  # "" (not sent) when there is no plain-HTTP address
                 mer_priv=payment.attach,
                 is_face_pay=payment.method == "FACE",
             ),

@@ -221,6 +221,13 @@ SANDBOX_MOUNTED = SANDBOX_ENABLED in ("true", "1", "yes", "force")
 # Where WeChat and UMF send notifications (PayScore notify_url, UMF backUrl): production must name it.
 PUBLIC_BASE_URL = _required_in_production("PUBLIC_BASE_URL", "http://127.0.0.1:8000")
 _sandbox_base = PUBLIC_BASE_URL.rstrip("/") + "/sandbox"
+# UMF's backUrl must start with http:// (seed 002). With an https-only PUBLIC_BASE_URL none is sent — notifications
+# only bring a query forward; the scheduled queries settle every payment — unless a plain-HTTP address that reaches
+# /notify/umpay/ is configured here.
+_umpay_back_default = PUBLIC_BASE_URL.rstrip("/") + "/notify/umpay/" if PUBLIC_BASE_URL.startswith("http://") else ""
+UMPAY_BACK_URL = env.str("UMPAY_BACK_URL", default=_umpay_back_default)
+if UMPAY_BACK_URL and not UMPAY_BACK_URL.startswith("http://"):
+    raise ImproperlyConfigured("UMPAY_BACK_URL must start with http:// (UMF accepts no other notification address)")
 if SANDBOX_MOUNTED:
     # The sandbox's notifications (PayScore, UMF backUrl) go out with retries like the real services'.
     CELERY_BEAT_SCHEDULE["sandbox-notifications"] = {

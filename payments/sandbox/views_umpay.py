@@ -176,6 +176,8 @@ def _micropay(call: Call) -> HttpResponse:
         return _refuse(RESP_PARAM)
     if f["orderType"] not in {t.value for t in umpay.OrderType}:
         return _refuse(RESP_PARAM, respMsg="orderType错误")
+    if f.get("backUrl") and not f["backUrl"].startswith("http://"):
+        return _refuse(RESP_PARAM, respMsg="backUrl必须以http://开始")  # seed 002
     if f["orderType"] == umpay.OrderType.WECHAT and not identity.is_wechat_payment_code(f["authCode"]):
         return _refuse(RESP_PARAM, respMsg="付款码错误")
     txn_amt = int(f["txnAmt"])

@@ -274,6 +274,35 @@ def test_umpay_face_pay_sends_face_flag(make_shop):
     assert event.request["orderType"] == "wechat"
 
 
+@pytest.mark.parametrize("back_url", ["http://pay.example.com/notify/umpay/", ""])
+def test_umpay_back_url_is_sent_only_as_plain_http(make_shop, settings, back_url):
+    """UMF accepts only an http:// backUrl (seed 002); with none configured (an https-only site) none is sent and the
+    payment is settled by the answer and the queries as always."""
+    settings.UMPAY_BACK_URL = back_url
+    shop = make_shop(Merchant.Channel.UMPAY)
+    order = shop.pay(2000)
+    assert order["status"] == "SUCCESS"
+    sent = shop.payment(order["out_trade_no"]).events.get(action="micropay").request
+    assert sent.get("backUrl", "") == back_url
+
+
+def test_an_https_umpay_back_url_stops_the_start_up():
+    import os
+    import subprocess
+    import sys
+
+    from django.conf import settings
+
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        cwd=settings.BASE_DIR,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "portal.settings", "UMPAY_BACK_URL": "https://x.test/n/"},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0 and "UMPAY_BACK_URL must start with http://" in result.stderr
+
+
 # --- idempotency ---------------------------------------------------------------------------------------------------
 
 

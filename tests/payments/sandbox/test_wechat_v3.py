@@ -334,5 +334,10 @@ def test_facemch_user(config, wechat_provider, merchant_keys, http_client, sandb
     assert sp_result.union_id == result.union_id and sp_result.sub_openid
     bad_sub = v3_config(wechat_provider, merchant_keys, sub_mchid="1999999999")
     assert v3.facemch_user(bad_sub, sid, client=http_client, clock=sandbox_clock.timestamp).code == "NO_AUTH"
+    # Seed 003: sub_mchid 服务商模式下必填 — the provider asking for itself is refused, as WeChat would.
+    no_sub = v3.facemch_user(
+        v3_config(wechat_provider, merchant_keys), sid, client=http_client, clock=sandbox_clock.timestamp
+    )
+    assert (no_sub.outcome, no_sub.code) == (Outcome.REJECTED, "PARAM_ERROR")
     bad_sid = v3.facemch_user(config, "garbage", client=http_client, clock=sandbox_clock.timestamp)
     assert (bad_sid.outcome, bad_sid.code) == (Outcome.REJECTED, "PARAM_ERROR")
