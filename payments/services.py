@@ -430,7 +430,13 @@ def _apply_reverse(payment: Payment, answer: Answer, now: datetime) -> None:
         payment.next_check_at = None
         _transition(payment, S.ATTENTION, actor=Actor.WORKER, message="Reverse kept failing; a person must settle it.")
         return
-    payment.next_check_at = now + _reverse_backoff(payment.reverse_count)
+    backoff = now + _reverse_backoff(payment.reverse_count)
+    if answer.code == "USERPAYING":
+        # WeChat refuses to reverse while the user is still paying (seed 001) and closes a quick-pay order the user
+        # never paid 45 s after the call (PROTOCOLS.md): ask again just after that, not on the growing backoff.
+        closes = (payment.submitted_at or payment.created_at) + _seconds(settings.PAYMENT_UNPAID_CLOSE_SECONDS + 2)
+        backoff = min(backoff, max(now + _seconds(5), closes))
+    payment.next_check_at = backoff
 
 
 def payment_cancel_allowed(payment: Payment, now: datetime | None = None) -> bool:

@@ -252,6 +252,9 @@ UPSTREAM_CONNECT_TIMEOUT = env.float("UPSTREAM_CONNECT_TIMEOUT", default=3.0)
 UPSTREAM_READ_TIMEOUT = env.float("UPSTREAM_READ_TIMEOUT", default=10.0)  # queries, reverses, refunds
 PAYMENT_CALL_TIMEOUT = env.float("PAYMENT_CALL_TIMEOUT", default=10.0)  # micropay: past this the outcome is unknown
 PAYMENT_WAIT_SECONDS = env.float("PAYMENT_WAIT_SECONDS", default=5.0)  # POST payments waits this long, then PAYING
+# WeChat closes a quick-pay order the user never paid this long after the call; a reverse refused with USERPAYING is
+# asked again just after it (PROTOCOLS.md).
+PAYMENT_UNPAID_CLOSE_SECONDS = env.float("PAYMENT_UNPAID_CLOSE_SECONDS", default=45.0)
 PAYMENT_LONG_POLL_MAX_SECONDS = env.float("PAYMENT_LONG_POLL_MAX_SECONDS", default=20.0)  # cap of GET ?wait=
 PAYMENT_QUERY_FIRST_DELAY = env.float("PAYMENT_QUERY_FIRST_DELAY", default=5.0)  # USERPAYING: first query after
 PAYMENT_QUERY_INTERVAL = env.float("PAYMENT_QUERY_INTERVAL", default=5.0)

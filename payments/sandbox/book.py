@@ -35,6 +35,8 @@ def settle_wechat(order: SandboxWechatOrder, now: datetime | None = None) -> San
     if order.state == WxState.USERPAYING and order.settles_at is not None and now >= order.settles_at:
         if order.scenario == Scenario.USERPAYING_THEN_FAIL:
             order.state = WxState.PAYERROR
+        elif order.scenario == Scenario.USERPAYING_NEVER_PAID:
+            order.state = WxState.REVOKED  # WeChat revokes an unpaid quick-pay order after 45 s (PROTOCOLS.md)
         else:
             order.state = WxState.SUCCESS
             order.paid_at = order.settles_at

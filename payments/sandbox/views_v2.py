@@ -168,6 +168,15 @@ _PENDING = frozenset(
     }
 )
 _SETTLING = frozenset({Scenario.USERPAYING_THEN_SUCCESS, Scenario.USERPAYING_THEN_FAIL, Scenario.ORDERQUERY_TIMEOUT})
+UNPAID_CLOSE_SECONDS = 45  # WeChat revokes a quick-pay order the user never paid after 45 s (PROTOCOLS.md)
+
+
+def _settles_at(scenario: Scenario, now):
+    if scenario in _SETTLING:
+        return now + timedelta(seconds=scenarios.settle_seconds())
+    if scenario == Scenario.USERPAYING_NEVER_PAID:
+        return now + timedelta(seconds=UNPAID_CLOSE_SECONDS)
+    return None
 _PAID_AT_ONCE = frozenset({Scenario.SUCCESS, Scenario.SYSTEMERROR_PAID, Scenario.MICROPAY_TIMEOUT_PAID})
 _APPLIES = _PENDING | _PAID_AT_ONCE | set(_MICROPAY_FAILURES)
 
@@ -259,7 +268,7 @@ def _micropay(call: Call) -> HttpResponse:
                 openid=identity.openid_for(user, call.merchant.appid),
                 created_at=now,
                 paid_at=paid_at,
-                settles_at=now + timedelta(seconds=scenarios.settle_seconds()) if scenario in _SETTLING else None,
+                settles_at=_settles_at(scenario, now),
             )
     except IntegrityError:
         # The same out_trade_no again (a retry, or a concurrent duplicate): answer as for a repeat.
@@ -353,6 +362,11 @@ def _reverse(call: Call) -> HttpResponse:
             return _error(call, "REVERSE_EXPIRE", "订单无法撤销", recall="N")
         if order.refunds.exists():
             return _error(call, "TRADE_ERROR", "订单已退款，不能撤销", recall="N")
+        if order.state == State.USERPAYING and order.settles_at is not None:
+            # Seed 001: 用户正在支付中的订单不允许撤销 — while the user is still paying (the scenarios whose paying
+            # ends by itself: paid, failed, or closed by WeChat after 45 s). The seed gives no recall value; Y —
+            # ask again — is what a merchant must do. (Scenarios 108/109 exist to test the reverse itself.)
+            return _error(call, "USERPAYING", "用户支付中", recall="Y")
         if order.state not in (State.REVOKED, State.CLOSED):
             order.reversed_after_payment = order.paid_at is not None
             order.state, order.settles_at, order.reversed_at = State.REVOKED, None, clock.now()

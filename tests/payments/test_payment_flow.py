@@ -92,19 +92,28 @@ def test_reverse_happens_at_or_after_15_s_on_the_clock(shop, monkeypatch):
     assert seen and all((moment - submitted).total_seconds() >= 15 for moment in seen)
 
 
-def test_cancel_while_paying_reverses_after_15_s(shop):
+def test_cancel_while_paying_reverses_once_wechat_lets_it(shop):
+    """The user walks away while still entering the password: the reverse goes no sooner than 15 s, WeChat refuses
+    it while the user is paying (USERPAYING, recall=Y), and it is asked again with backoff until WeChat has closed
+    the unpaid order (45 s) — then the reverse succeeds."""
     order = shop.pay(1102)
     response = shop.terminal.post(f"payments/{order['out_trade_no']}/cancel")
     assert response.json()["status"] == "REVERSING"
 
     shop.run_worker(10)
     assert shop.payment(order["out_trade_no"]).status == "REVERSING"  # not before 15 s
+    assert shop.upstream_calls().count("secapi/pay/reverse") == 0
     shop.run_worker(10)
+    payment = shop.payment(order["out_trade_no"])
+    assert payment.status == "REVERSING"
+    assert set(payment.events.filter(action="reverse").values_list("code", flat=True)) == {"USERPAYING"}
+    shop.run_worker(60)
 
     assert shop.payment(order["out_trade_no"]).status == "REVERSED"
     again = shop.terminal.post(f"payments/{order['out_trade_no']}/cancel")
     assert again.json()["status"] == "REVERSED"  # idempotent
-    assert shop.upstream_calls().count("secapi/pay/reverse") == 1
+    codes = list(shop.payment(order["out_trade_no"]).events.filter(action="reverse").values_list("code", flat=True))
+    assert codes[0] == "USERPAYING" and codes[-1] == "" and len(codes) <= 4
     assert_money_agrees(shop, order["out_trade_no"])
 
 
@@ -159,6 +168,23 @@ def test_a_channel_call_that_raises_is_recorded_and_ends_definite(shop, monkeypa
     assert (payment.status, payment.next_check_at, payment.reverse_count) == ("ATTENTION", None, 3)
     codes = set(payment.events.exclude(action__in=("created", "state")).values_list("code", flat=True))
     assert codes == {"LOCAL_ERROR"}
+
+
+def test_a_reverse_refused_while_the_user_pays_is_asked_again_when_wechat_closes_the_order(shop):
+    """After several refusals the backoff would wait a minute; the retry comes just after WeChat's 45 s close."""
+    from datetime import timedelta
+
+    from payments.channels import Answer
+    from payments.gateways.base import Outcome
+
+    payment = shop.payment(shop.pay(1102)["out_trade_no"])
+    now = payment.submitted_at + timedelta(seconds=40)
+    Payment.objects.filter(pk=payment.pk).update(status="REVERSING", reverse_count=5)
+    payment.refresh_from_db()
+    services._apply_reverse(payment, Answer(outcome=Outcome.TRANSIENT, code="USERPAYING"), now)
+    assert payment.next_check_at == payment.submitted_at + timedelta(seconds=47)  # the backoff said now + 60 s
+    services._apply_reverse(payment, Answer(outcome=Outcome.TRANSIENT, code="SYSTEMERROR"), now)
+    assert payment.next_check_at == now + timedelta(seconds=60)  # other refusals keep the backoff
 
 
 def test_systemerror_but_paid_ends_success(shop):

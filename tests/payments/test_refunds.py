@@ -197,9 +197,9 @@ def test_only_the_secapi_calls_decrypt_the_client_certificate(shop, monkeypatch)
     partly = shop.pay(10000)
     refund(shop, partly["out_trade_no"], 3000)
     queried = shop.pay(1101)  # USERPAYING, then paid: found by orderquery
-    cancelled = shop.pay(1102)  # USERPAYING, never paid: reversed after the cancel
+    cancelled = shop.pay(1102)  # USERPAYING, never paid: reversed after the cancel, once WeChat lets it (45 s)
     shop.terminal.post(f"payments/{cancelled['out_trade_no']}/cancel")
-    shop.run_worker(30)
+    shop.run_worker(70)
 
     assert shop.payment(partly["out_trade_no"]).status == "PARTIALLY_REFUNDED"
     assert shop.payment(queried["out_trade_no"]).status == "SUCCESS"

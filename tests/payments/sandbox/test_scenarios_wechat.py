@@ -42,12 +42,19 @@ def test_101_userpaying_then_success(wechat_merchant, http_client, sandbox_clock
     assert services.sandbox_ledger()["S1"]["charged"] == 101
 
 
-def test_102_userpaying_never_paid_then_reversed(wechat_merchant, http_client, sandbox_clock):
+def test_102_userpaying_never_paid_refuses_the_reverse_until_wechat_closes_it(
+    wechat_merchant, http_client, sandbox_clock
+):
+    """Seed 001: an order the user is still paying cannot be reversed (USERPAYING); PROTOCOLS: WeChat revokes an
+    unpaid quick-pay order after 45 s — after that the reverse succeeds."""
     assert pay(http_client, 1102).code == "USERPAYING"
-    sandbox_clock.advance(3600)
+    sandbox_clock.advance(20)
     assert query(http_client).trade_state == "USERPAYING"
-    assert reverse(http_client).outcome is Outcome.SUCCESS
+    refused = reverse(http_client)
+    assert (refused.outcome, refused.code, refused.recall) == (Outcome.TRANSIENT, "USERPAYING", True)
+    sandbox_clock.advance(30)  # 50 s after the payment call
     assert query(http_client).trade_state == "REVOKED"
+    assert reverse(http_client).outcome is Outcome.SUCCESS
     assert services.sandbox_ledger()["S1"]["charged"] == 0
 
 
