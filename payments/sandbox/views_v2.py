@@ -177,6 +177,8 @@ def _settles_at(scenario: Scenario, now):
     if scenario == Scenario.USERPAYING_NEVER_PAID:
         return now + timedelta(seconds=UNPAID_CLOSE_SECONDS)
     return None
+
+
 _PAID_AT_ONCE = frozenset({Scenario.SUCCESS, Scenario.SYSTEMERROR_PAID, Scenario.MICROPAY_TIMEOUT_PAID})
 _APPLIES = _PENDING | _PAID_AT_ONCE | set(_MICROPAY_FAILURES)
 
