@@ -113,11 +113,16 @@ def test_concurrent_requests_with_one_request_key_make_one_refund(requires_postg
 
 
 def test_concurrent_resolvers_do_not_double_act(requires_postgres, shop):
-    order = shop.pay(1102)  # never paid: will be reversed exactly once
+    """Three resolvers every second: each scheduled step (query, reverse) is sent by exactly one of them. Never
+    paid (1102): WeChat refuses the reverse while the user may still pay and closes the order after 45 s."""
+    order = shop.pay(1102)
     payment = shop.payment(order["out_trade_no"])
-    for _ in range(35):
+    for _ in range(60):
         shop.clock.advance(1)
         run_together(3, lambda i: services.payment_resolve(payment_id=payment.pk, now=shop.clock.now()))
     payment.refresh_from_db()
     assert payment.status == "REVERSED"
-    assert shop.upstream_calls().count("secapi/pay/reverse") == 1
+    calls = shop.upstream_calls()
+    assert calls.count("secapi/pay/reverse") == payment.reverse_count  # one call per counted attempt
+    assert calls.count("pay/orderquery") == payment.query_count
+    assert payment.events.filter(action="reverse", outcome="SUCCESS").count() == 1
