@@ -210,7 +210,7 @@ class StaffRefundCreateApi(APIView):
         refund_fee = StrictIntegerField(min_value=1, help_text="fen")
         reason = serializers.CharField(max_length=80, required=False, allow_blank=True, default="")
         request_key = serializers.RegexField(
-            r"^[0-9A-Za-z_-]{8,64}$",
+            services.REQUEST_KEY,
             required=False,
             default="",
             help_text="Optional, recommended: your key for this refund (8-64 of 0-9 A-Z a-z _ -). Sending the same "

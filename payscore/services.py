@@ -29,7 +29,7 @@ from payments import channels
 from payments.gateways import wechatpay_v3
 from payments.gateways.base import Outcome, redact
 from payments.gateways.http import Timeouts
-from payments.gateways.umpay import CHINA_TZ
+from payments.services import china_timestamp
 from payscore.models import FINAL_STATES, ServiceOrder, ServiceOrderEvent
 from portal.errors import Conflict, DomainError, InvalidInput, InvalidState
 from portal.models import Device, Merchant
@@ -620,8 +620,7 @@ def service_order_complete(
     if not order.time_range.get("end_time") and not request.get("time_range", {}).get("end_time"):
         # Seed 003: an order created without an end time must be completed with one. Unless the caller names it,
         # the service ended now.
-        ended = _now().astimezone(CHINA_TZ).strftime("%Y%m%d%H%M%S")
-        request["time_range"] = {**request.get("time_range", {}), "end_time": ended}
+        request["time_range"] = {**request.get("time_range", {}), "end_time": china_timestamp(_now())}
     return _perform(
         order=order,
         action="complete",

@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -71,17 +72,25 @@ def compute_signature(secret: str, message: bytes) -> str:
     return base64.b64encode(hmac.new(secret.encode("utf-8"), message, hashlib.sha256).digest()).decode("ascii")
 
 
-def signed_paths(request) -> list[str]:
+def signed_paths(request) -> Iterator[str]:
     """The path + query a client may have signed, most likely first: Django's canonical form (`get_full_path()`:
     the decoded path percent-encoded again, the query string as sent), then the request line exactly as sent when
     the server passes it (gunicorn's RAW_URI; REQUEST_URI), then the path encoded with only '/' safe. They name the
     same resource, so accepting any of them weakens nothing; a client that percent-encodes `*` or `|` in an
-    out_trade_no still verifies."""
-    query = request.META.get("QUERY_STRING", "")
-    suffix = "?" + query if query else ""
-    candidates = [request.get_full_path(), request.META.get("RAW_URI", ""), request.META.get("REQUEST_URI", "")]
-    candidates.append(quote(request.path, safe="/") + suffix)
-    return list(dict.fromkeys(c for c in candidates if c))
+    out_trade_no still verifies. Lazy: a request signed in the canonical form costs only that one."""
+    seen: set[str] = set()
+
+    def forms():
+        yield request.get_full_path()
+        yield request.META.get("RAW_URI", "")
+        yield request.META.get("REQUEST_URI", "")
+        query = request.META.get("QUERY_STRING", "")
+        yield quote(request.path, safe="/") + ("?" + query if query else "")
+
+    for path in forms():
+        if path and path not in seen:
+            seen.add(path)
+            yield path
 
 
 def parse_authorization(header: str) -> dict[str, str]:
