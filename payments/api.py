@@ -10,9 +10,10 @@ from rest_framework.authentication import SessionAuthentication
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from payments import selectors, services
-from payments.models import Payment, PaymentStatus, Refund
-from portal.api import ErrorSerializer, StrictIntegerField, TerminalApiView
+from payments import channels, selectors, services
+from payments.models import Payment, Refund
+from portal import wakeup
+from portal.api import ErrorSerializer, StrictIntegerField, TerminalApiView, Wait
 from portal.errors import Forbidden
 from portal.models import StaffMembership
 from portal.selectors import membership_of
@@ -45,7 +46,7 @@ class PaymentOutputSerializer(serializers.ModelSerializer):
         ]
 
     def get_is_final(self, payment: Payment) -> bool:
-        return payment.status not in (PaymentStatus.PAYING, PaymentStatus.REVERSING)
+        return services.payment_is_settled(payment)
 
 
 _payment_output = PaymentOutputSerializer()
@@ -56,6 +57,20 @@ def payment_output(payment: Payment) -> dict:
     fields on first use (a noticeable share of a payment request's CPU); turning a row into a dict is
     stateless."""
     return _payment_output.to_representation(payment)
+
+
+def _answer(payment: Payment, seconds: float, status_code: int) -> Response:
+    """The order now; if it is still moving, a Response that `waiting_view` keeps open up to `seconds` for its
+    outcome."""
+    response = Response(payment_output(payment), status=status_code)
+    if seconds > 0 and not services.payment_is_settled(payment):
+
+        def refresh() -> tuple[dict, bool]:
+            payment.refresh_from_db()
+            return payment_output(payment), services.payment_is_settled(payment)
+
+        response.wait = Wait(wakeup.topic_for("payment", payment.pk), seconds, refresh)
+    return response
 
 
 class AuthinfoApi(TerminalApiView):
@@ -124,11 +139,13 @@ class PaymentCreateApi(TerminalApiView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = services.PaymentInput(**serializer.validated_data)
-        payment, created = services.payment_create(device=self.device, data=data)
-        if created:
-            payment = services.payment_submit(payment=payment, auth_code=data.auth_code)
-        payment = services.payment_wait(payment=payment, seconds=settings.PAYMENT_WAIT_SECONDS)
-        return Response(payment_output(payment), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        # A place for the payment call is taken before the order exists: refused (503), nothing was created.
+        with channels.request_slot(self.device.store.merchant):
+            payment, created = services.payment_create(device=self.device, data=data)
+            if created:
+                payment = services.payment_submit(payment=payment, auth_code=data.auth_code)
+        code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        return _answer(payment, settings.PAYMENT_WAIT_SECONDS, code)
 
 
 class PaymentDetailApi(TerminalApiView):
@@ -144,10 +161,9 @@ class PaymentDetailApi(TerminalApiView):
             wait = float(request.query_params.get("wait", 0))
         except ValueError:
             wait = 0.0
-        payment = services.payment_wait(
-            payment=payment, seconds=min(max(wait, 0.0), settings.PAYMENT_LONG_POLL_MAX_SECONDS)
-        )
-        return Response(payment_output(payment))
+        if wait != wait:  # NaN
+            wait = 0.0
+        return _answer(payment, min(max(wait, 0.0), settings.PAYMENT_LONG_POLL_MAX_SECONDS), status.HTTP_200_OK)
 
 
 class PaymentCancelApi(TerminalApiView):

@@ -7,7 +7,9 @@ Services speak in payments and refunds; this module turns them into gateway conf
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -18,7 +20,8 @@ from django.conf import settings
 from payments.gateways import umpay, wechatpay_v2, wechatpay_v3
 from payments.gateways.base import GatewayResult, Outcome
 from payments.gateways.http import Timeouts
-from portal.errors import DomainError, InvalidState
+from portal.db import release_connections
+from portal.errors import ChannelBusy, DomainError, InvalidState
 from portal.models import ChannelCredentials, Device, Merchant
 from portal.selectors import signing_credentials_for
 
@@ -163,6 +166,29 @@ def _timeouts(read: float) -> Timeouts:
 # --- calls -------------------------------------------------------------------------------------------------------
 
 
+_request_slots: dict[tuple[str, int], threading.BoundedSemaphore] = {}
+_request_slots_lock = threading.Lock()
+
+
+@contextmanager
+def request_slot(merchant: Merchant) -> Iterator[None]:
+    """One of UPSTREAM_REQUEST_CONCURRENCY places, per channel and web process, for calls made while a terminal's
+    request is open (the payment call, authinfo). A slow or failing channel then fills its own places and its
+    terminals get ChannelBusy (503, Retry-After) at once, before any order is created or anything sent, instead of
+    every request of the node queueing behind it. The worker's calls are not counted: they wait on nobody."""
+    key = ("UMPAY" if _is_umpay(merchant) else "WECHAT", settings.UPSTREAM_REQUEST_CONCURRENCY)
+    with _request_slots_lock:
+        slots = _request_slots.get(key)
+        if slots is None:
+            slots = _request_slots[key] = threading.BoundedSemaphore(key[1])
+    if not slots.acquire(blocking=False):
+        raise ChannelBusy()
+    try:
+        yield
+    finally:
+        slots.release()
+
+
 def guarded(call: Callable[..., Answer], /, **kwargs: Any) -> Answer:
     """`call(**kwargs)` for the services, with whatever it raises turned into a TRANSIENT answer: code
     CHANNEL_NOT_CONFIGURED (the merchant's credentials are missing — raised while the request is built, so nothing was
@@ -170,6 +196,7 @@ def guarded(call: Callable[..., Answer], /, **kwargs: Any) -> Answer:
     call's answer is still found out by querying). The services then record it and count it against their attempt
     limits like any failed call; an exception escaping them would leave the order re-driven by the sweeper forever
     with nothing in its timeline."""
+    release_connections()  # nothing to hold while the upstream answers (up to the read timeout)
     try:
         return call(**kwargs)
     except DomainError as exc:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -29,6 +28,7 @@ from payments.channels import Answer
 from payments.gateways.base import Outcome
 from payments.gateways.umpay import CHINA_TZ
 from payments.models import Payment, PaymentEvent, PaymentStatus, Refund
+from portal import wakeup
 from portal.errors import Conflict, InvalidInput, InvalidState, UpstreamUnavailable
 from portal.models import Device, Merchant
 from portal.services import audit_record
@@ -127,6 +127,7 @@ def _transition(
         batch=batch,
     )  # fmt: skip
     payment.status = to
+    wakeup.publish(wakeup.topic_for("payment", payment.pk))  # a terminal may be waiting for this, once committed
 
 
 _RELATED = ("merchant", "store", "device")
@@ -469,17 +470,9 @@ def payment_cancel(*, payment: Payment, actor: str = Actor.TERMINAL, user: Abstr
     return payment
 
 
-# --- waiting for an outcome (terminal API) -----------------------------------------------------------------------
-
-
-def payment_wait(*, payment: Payment, seconds: float) -> Payment:
-    """Re-read the order until its outcome is settled (not PAYING / REVERSING) or `seconds` pass; the worker does
-    the resolving."""
-    deadline = time.monotonic() + max(0.0, seconds)
-    while payment.status in (S.PAYING, S.REVERSING) and time.monotonic() < deadline:
-        time.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
-        payment.refresh_from_db()
-    return payment
+def payment_is_settled(payment: Payment) -> bool:
+    """Whether the outcome is definite (not PAYING / REVERSING): what a waiting terminal waits for."""
+    return payment.status not in (S.PAYING, S.REVERSING)
 
 
 # --- authinfo ------------------------------------------------------------------------------------------------------
@@ -506,7 +499,8 @@ def authinfo_get(*, device: Device, rawdata: str) -> channels.Authinfo:
     cached = cache.get(key)
     if cached is not None:
         return channels.Authinfo(**cached)
-    info, answer = channels.fetch_authinfo(device=device, rawdata=rawdata)
+    with channels.request_slot(merchant):
+        info, answer = channels.fetch_authinfo(device=device, rawdata=rawdata)
     if info is None:
         if answer.outcome is Outcome.REJECTED:
             raise InvalidInput(

@@ -1,11 +1,13 @@
 from django.urls import path
 
 from payments import api, notifications
+from portal.api import waiting_view
 
 terminal_v1 = [
     path("face/authinfo", api.AuthinfoApi.as_view(), name="face-authinfo"),
-    path("payments", api.PaymentCreateApi.as_view(), name="payment-create"),
-    path("payments/<str:out_trade_no>", api.PaymentDetailApi.as_view(), name="payment-detail"),
+    # Async: a terminal waiting for its payment's outcome costs a coroutine, not a thread (portal.api.waiting_view).
+    path("payments", waiting_view(api.PaymentCreateApi), name="payment-create"),
+    path("payments/<str:out_trade_no>", waiting_view(api.PaymentDetailApi), name="payment-detail"),
     path("payments/<str:out_trade_no>/cancel", api.PaymentCancelApi.as_view(), name="payment-cancel"),
 ]
 

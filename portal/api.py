@@ -1,13 +1,21 @@
-"""Terminal API base: the view class every device endpoint uses, and the heartbeat."""
+"""Terminal API base: the view class every device endpoint uses, the async adapter of the endpoints that wait,
+and the heartbeat."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import permissions, serializers, throttling
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from portal import services
+from portal import services, wakeup
+from portal.db import release_connections
 from portal.terminal_auth import DeviceSignatureAuthentication, TerminalPrincipal
 
 
@@ -37,6 +45,61 @@ class TerminalApiView(APIView):
     @property
     def device(self):
         return self.request.auth
+
+
+@dataclass
+class Wait:
+    """Attached by a view to its Response as `response.wait`: keep the answer open up to `seconds` until `refresh`
+    (run again after each wake-up of `topic`) reports the object settled; `refresh` returns (data, settled)."""
+
+    topic: str
+    seconds: float
+    refresh: Callable[[], tuple[Any, bool]]
+
+
+def waiting_view(view_class: type[APIView]):
+    """The view of `view_class` served async: its synchronous work (authentication, the service call, the first
+    read) runs in the request's thread as usual; if the Response it returns carries a `Wait`, the request then
+    waits as a coroutine for a wake-up (portal.wakeup) holding no database connection, re-reads, and answers with
+    the fresh data. Runs under WSGI too (Django adapts async views), where the wait holds the request's thread."""
+    sync_view = view_class.as_view()
+    run = sync_to_async(sync_view)
+
+    async def view(request, *args, **kwargs):
+        since = wakeup.now()  # before the first read: a change committed after it wakes this request
+        response = await run(request, *args, **kwargs)
+        wait = getattr(response, "wait", None)
+        if wait is not None:
+            await sync_to_async(release_connections)()
+            await _wait(response, wait, since)
+        return response
+
+    view.cls = sync_view.cls  # drf-spectacular documents the endpoint from the class
+    view.initkwargs = sync_view.initkwargs
+    return csrf_exempt(view)
+
+
+def _refresh(wait: Wait) -> tuple[Any, bool]:
+    try:
+        return wait.refresh()
+    finally:
+        release_connections()
+
+
+async def _wait(response: Response, wait: Wait, since: float) -> None:
+    deadline = wakeup.now() + wait.seconds
+    refresh = sync_to_async(_refresh)
+    while (remaining := deadline - wakeup.now()) > 0:
+        recheck = wakeup.hub.recheck_seconds()
+        timeout = remaining if recheck is None else min(remaining, recheck)
+        woken = await wakeup.hub.wait(wait.topic, timeout=timeout, since=since)
+        if not woken and recheck is None:
+            break  # the deadline passed unannounced
+        since = wakeup.now()
+        response.data, settled = await refresh(wait)
+        if settled:
+            return
+    response.data, _ = await refresh(wait)  # the state as it is at the deadline
 
 
 INT64_MAX = 2**63 - 1

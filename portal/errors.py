@@ -51,3 +51,12 @@ class UpstreamUnavailable(DomainError):
     code = "UPSTREAM_UNAVAILABLE"
     status = 503
     default_message = "The payment channel could not be reached; try again."
+
+
+class ChannelBusy(UpstreamUnavailable):
+    """Too many calls to one channel are open from this web process (a slow or failing channel): refused before
+    anything is created or sent, so the terminal may simply try again."""
+
+    code = "CHANNEL_BUSY"
+    default_message = "The payment channel is busy; nothing was charged. Try again shortly."
+    retry_after = 1  # seconds, sent as Retry-After

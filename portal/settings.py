@@ -100,8 +100,22 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
     # The embedded default runs web, worker and scheduler against one file: wait for locks instead of failing.
     DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 20, "transaction_mode": "IMMEDIATE"})
+elif DB_POOL_MAX_SIZE := env.int("DB_POOL_MAX_SIZE", default=8):
+    # PostgreSQL: a connection pool per process (psycopg_pool, through Django's "pool" option). Under ASGI each
+    # request runs its synchronous code in a thread of its own, so per-thread persistent connections would open one
+    # connection per concurrent request; with the pool a request borrows a connection and returns it when it ends
+    # (or before it waits), and a process never holds more than DB_POOL_MAX_SIZE. Django requires CONN_MAX_AGE=0.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": min(DB_POOL_MAX_SIZE, env.int("DB_POOL_MIN_SIZE", default=2)),
+        "max_size": DB_POOL_MAX_SIZE,
+        # How long a request waits for a free connection before it fails (a JSON 503 under /api/).
+        "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
+    }
 else:
-    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
+    # DB_POOL_MAX_SIZE=0: no pool (e.g. behind PgBouncer). Connections are per thread, and under ASGI every request
+    # has a thread of its own: a persistent one (DB_CONN_MAX_AGE > 0) would outlive its request unused.
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=0)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -195,6 +209,11 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_TIME_LIMIT = 120
 CELERY_TASK_SOFT_TIME_LIMIT = 100
 CELERY_TIMEZONE = TIME_ZONE
+# Worker threads per `celery worker` process (the Procfile's worker runs the threads pool: the tasks wait on
+# upstreams and the database, and threads share the process's connection pool).
+CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=8)
+# Where `celery beat` keeps its schedule state (one beat per deployment).
+CELERY_BEAT_SCHEDULE_FILENAME = env.str("CELERY_BEAT_SCHEDULE_FILE", default=str(VAR_DIR / "celerybeat-schedule"))
 CELERY_BEAT_SCHEDULE = {
     # Re-drives every payment and refund whose next check is overdue: a lost task or a killed worker delays
     # resolution by at most this period, never loses it (DESIGN §5 rule 5).
@@ -256,6 +275,12 @@ PAYMENT_WAIT_SECONDS = env.float("PAYMENT_WAIT_SECONDS", default=5.0)  # POST pa
 # asked again just after it (PROTOCOLS.md).
 PAYMENT_UNPAID_CLOSE_SECONDS = env.float("PAYMENT_UNPAID_CLOSE_SECONDS", default=45.0)
 PAYMENT_LONG_POLL_MAX_SECONDS = env.float("PAYMENT_LONG_POLL_MAX_SECONDS", default=20.0)  # cap of GET ?wait=
+# Without PostgreSQL's LISTEN (the embedded SQLite default, or while the listener reconnects) a waiting request
+# re-reads its payment this often: changes committed by another process are not announced to it (portal.wakeup).
+WAKEUP_LOCAL_RECHECK_SECONDS = env.float("WAKEUP_LOCAL_RECHECK_SECONDS", default=1.0)
+# Calls to one channel (WeChat Pay, UMF) that requests of one web process may have open at once; past it a
+# terminal gets 503 CHANNEL_BUSY with Retry-After before anything is created or sent (payments.channels).
+UPSTREAM_REQUEST_CONCURRENCY = env.int("UPSTREAM_REQUEST_CONCURRENCY", default=24)
 PAYMENT_QUERY_FIRST_DELAY = env.float("PAYMENT_QUERY_FIRST_DELAY", default=5.0)  # USERPAYING: first query after
 PAYMENT_QUERY_INTERVAL = env.float("PAYMENT_QUERY_INTERVAL", default=5.0)
 PAYMENT_QUERY_WINDOW = min(env.float("PAYMENT_QUERY_WINDOW", default=30.0), 45.0)  # WeChat revokes after 45 s

@@ -75,13 +75,18 @@ def compute_signature(secret: str, message: bytes) -> str:
 def signed_paths(request) -> Iterator[str]:
     """The path + query a client may have signed, most likely first: Django's canonical form (`get_full_path()`:
     the decoded path percent-encoded again, the query string as sent), then the request line exactly as sent when
-    the server passes it (gunicorn's RAW_URI; REQUEST_URI), then the path encoded with only '/' safe. They name the
-    same resource, so accepting any of them weakens nothing; a client that percent-encodes `*` or `|` in an
-    out_trade_no still verifies. Lazy: a request signed in the canonical form costs only that one."""
+    the server passes it (ASGI's raw_path, which uvicorn fills; WSGI's RAW_URI or REQUEST_URI), then the path
+    encoded with only '/' safe. They name the same resource, so accepting any of them weakens nothing; a client
+    that percent-encodes `*` or `|` in an out_trade_no still verifies. Lazy: a request signed in the canonical form
+    costs only that one."""
     seen: set[str] = set()
 
     def forms():
         yield request.get_full_path()
+        scope = getattr(request, "scope", None)  # ASGI: the path as sent is the scope's raw_path
+        if scope and scope.get("raw_path"):
+            query = scope.get("query_string", b"")
+            yield (scope["raw_path"] + (b"?" + query if query else b"")).decode("latin-1")
         yield request.META.get("RAW_URI", "")
         yield request.META.get("REQUEST_URI", "")
         query = request.META.get("QUERY_STRING", "")

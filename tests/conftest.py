@@ -3,7 +3,16 @@ import pytest
 from django.db import connection
 
 from payments.terminal_client import TerminalClient
+from portal import wakeup
 from tests.factories import make_device
+
+
+@pytest.fixture(autouse=True)
+def _wakeup_listener_closed():
+    """A test that waited on PostgreSQL started the wake-up listener, connected to the test database: close it after
+    the test, so the database can be dropped at the end of the run."""
+    yield
+    wakeup.hub.stop_listener()
 
 
 @pytest.fixture

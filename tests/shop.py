@@ -38,6 +38,7 @@ class Shop:
     clock: FakeClock
     transport: SandboxTransport
     device: object = None
+    secret: str = ""  # the device's, for requests signed outside `terminal`
     log: list[str] = field(default_factory=list)
 
     def drain(self) -> None:
@@ -132,7 +133,9 @@ def make_shop(db, wsgi_transport, monkeypatch, settings):
             clock=clock.timestamp,
         )
         clients.append(terminal)
-        return Shop(merchant=merchant, terminal=terminal, clock=clock, transport=transport, device=device)
+        return Shop(
+            merchant=merchant, terminal=terminal, clock=clock, transport=transport, device=device, secret=secret
+        )
 
     yield make
     for client in clients:

@@ -8,6 +8,7 @@ import pytest
 
 from payments.models import Payment
 from payments.terminal_client import authorization_header
+from tests.factories import make_device
 
 pytestmark = pytest.mark.django_db
 
@@ -160,3 +161,29 @@ def test_schema_documents_the_authentication_answers_of_every_terminal_operation
         if method != "parameters" and {"401", "403", "429"} - set(operation["responses"])
     ]
     assert missing == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_under_asgi_the_path_verifies_exactly_as_sent():
+    """The web tier serves ASGI: the request line as sent reaches the signature check as the scope's raw_path. Here
+    lower-case escapes, which neither Django's canonical form nor a re-encoding reproduces."""
+    import asyncio
+
+    import httpx
+    from django.core.asgi import get_asgi_application
+
+    device, secret = make_device()
+    path = "/api/terminal/v1/payments/A%2aB%7cC"
+
+    async def send():
+        transport = httpx.ASGITransport(app=get_asgi_application())
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            request = client.build_request("GET", path)
+            assert request.url.raw_path == path.encode()  # sent as written
+            request.headers["Authorization"] = authorization_header(
+                device_id=device.device_id, secret=secret, method="GET", path_with_query=path, body=b""
+            )
+            return await client.send(request)
+
+    response = asyncio.run(send())
+    assert response.json()["code"] == "PAYMENT_NOT_FOUND"

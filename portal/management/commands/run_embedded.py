@@ -34,14 +34,15 @@ class Command(BaseCommand):
 
     def handle(self, *args, addr, worker_concurrency, demo, **options):
         if settings.IS_PRODUCTION:
-            raise CommandError("run_embedded is the laptop's runner (Django's development server); see the README.")
+            raise CommandError("run_embedded is the laptop's runner (one process of each kind); see the README.")
         demo_summary = io.StringIO()
         if demo:
             call_command("seed_demo", stdout=demo_summary)  # idempotent; printed once the web server is up
         python = sys.executable
         settings.VAR_DIR.mkdir(parents=True, exist_ok=True)
         commands = {
-            "web": [python, "manage.py", "runserver", addr, "--noreload"],
+            # The production web tier's own configuration, one worker process (deploy/gunicorn.conf.py).
+            "web": [python, "-m", "gunicorn", "portal.asgi:application", "--config", "deploy/gunicorn.conf.py"],
             "worker": [
                 python,
                 "-m",
@@ -65,12 +66,16 @@ class Command(BaseCommand):
                 "beat",
                 "-l",
                 "INFO",
-                "--schedule",
-                str(settings.VAR_DIR / "celerybeat-schedule"),
             ],
         }
         # The demo's sandbox users confirm and pay PayScore orders by themselves (unless configured otherwise).
-        environment = {"SANDBOX_PAYSCORE_DEFAULT_SCENARIO": "PAYSCORE_AUTO", **os.environ}
+        environment = {
+            "SANDBOX_PAYSCORE_DEFAULT_SCENARIO": "PAYSCORE_AUTO",
+            **os.environ,
+            "WEB_BIND": addr,
+            "WEB_WORKERS": "1",
+            "WEB_ACCESS_LOG": "-",
+        }
         processes = {
             name: subprocess.Popen(cmd, cwd=settings.BASE_DIR, env=environment) for name, cmd in commands.items()
         }
