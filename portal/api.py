@@ -91,15 +91,16 @@ async def _wait(response: Response, wait: Wait, since: float) -> None:
     refresh = sync_to_async(_refresh)
     while (remaining := deadline - wakeup.now()) > 0:
         recheck = wakeup.hub.recheck_seconds()
-        timeout = remaining if recheck is None else min(remaining, recheck)
-        woken = await wakeup.hub.wait(wait.topic, timeout=timeout, since=since)
-        if not woken and recheck is None:
-            break  # the deadline passed unannounced
+        generation = wakeup.hub.generation
+        woken = await wakeup.hub.wait(
+            wait.topic, timeout=remaining if recheck is None else min(remaining, recheck), since=since
+        )
+        if not woken and recheck is None and wakeup.hub.listening and wakeup.hub.generation == generation:
+            return  # the listener was up all along and heard no change: the answer in hand is the current state
         since = wakeup.now()
         response.data, settled = await refresh(wait)
         if settled:
             return
-    response.data, _ = await refresh(wait)  # the state as it is at the deadline
 
 
 INT64_MAX = 2**63 - 1

@@ -70,6 +70,7 @@ class Hub:
         self._listener: threading.Thread | None = None
         self._stop = threading.Event()
         self.listening = False  # PostgreSQL: the listener's connection is up
+        self.generation = 0  # counts the listener's connections: a waiter that saw it change may have missed one
 
     def wake(self, topic: str) -> None:
         at = now()
@@ -149,6 +150,7 @@ class Hub:
             try:
                 with psycopg.connect(**params, autocommit=True) as listener:
                     listener.execute(f"LISTEN {CHANNEL}")
+                    self.generation += 1
                     self.listening = True
                     self.wake_all()  # anything committed while nobody listened: let every waiter re-read
                     quiet_since = now()
