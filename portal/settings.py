@@ -279,8 +279,10 @@ PAYMENT_LONG_POLL_MAX_SECONDS = env.float("PAYMENT_LONG_POLL_MAX_SECONDS", defau
 # re-reads its payment this often: changes committed by another process are not announced to it (portal.wakeup).
 WAKEUP_LOCAL_RECHECK_SECONDS = env.float("WAKEUP_LOCAL_RECHECK_SECONDS", default=1.0)
 # Calls to one channel (WeChat Pay, UMF) that requests of one web process may have open at once; past it a
-# terminal gets 503 CHANNEL_BUSY with Retry-After before anything is created or sent (payments.channels).
-UPSTREAM_REQUEST_CONCURRENCY = env.int("UPSTREAM_REQUEST_CONCURRENCY", default=24)
+# terminal gets 503 CHANNEL_BUSY with Retry-After before anything is created or sent (payments.channels). Size it
+# above payments per second per process × the channel's usual latency: 64 refuses only when calls pile up, e.g.
+# 12 payments/s per process each waiting 5 s.
+UPSTREAM_REQUEST_CONCURRENCY = env.int("UPSTREAM_REQUEST_CONCURRENCY", default=64)
 PAYMENT_QUERY_FIRST_DELAY = env.float("PAYMENT_QUERY_FIRST_DELAY", default=5.0)  # USERPAYING: first query after
 PAYMENT_QUERY_INTERVAL = env.float("PAYMENT_QUERY_INTERVAL", default=5.0)
 PAYMENT_QUERY_WINDOW = min(env.float("PAYMENT_QUERY_WINDOW", default=30.0), 45.0)  # WeChat revokes after 45 s
