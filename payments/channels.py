@@ -20,7 +20,6 @@ from django.conf import settings
 from payments.gateways import umpay, wechatpay_v2, wechatpay_v3
 from payments.gateways.base import GatewayResult, Outcome
 from payments.gateways.http import Timeouts
-from portal.db import release_connections
 from portal.errors import ChannelBusy, DomainError, InvalidState
 from portal.models import ChannelCredentials, Device, Merchant
 from portal.selectors import signing_credentials_for
@@ -196,7 +195,6 @@ def guarded(call: Callable[..., Answer], /, **kwargs: Any) -> Answer:
     call's answer is still found out by querying). The services then record it and count it against their attempt
     limits like any failed call; an exception escaping them would leave the order re-driven by the sweeper forever
     with nothing in its timeline."""
-    release_connections()  # nothing to hold while the upstream answers (up to the read timeout)
     try:
         return call(**kwargs)
     except DomainError as exc:

@@ -13,6 +13,7 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
@@ -138,6 +139,10 @@ class TransportFailure:
     latency_ms: int
 
 
+# Called with no arguments just before each request goes out. The Django side registers one that hands the calling
+# thread's database connection back while the upstream answers (payments.channels): nothing here knows of Django.
+before_send: list[Callable[[], None]] = []
+
 # Raised before a single byte of the request left this process: the call certainly did not happen.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 
@@ -148,6 +153,8 @@ def send(client: httpx.Client, request: httpx.Request, *, changes_state: bool) -
     `changes_state`: the call moves money or changes upstream state, so a lost answer leaves its effect unknown.
     Messages carry the exception class only: httpx texts may quote URLs or headers.
     """
+    for hook in before_send:
+        hook()
     started = time.monotonic()
     try:
         response = client.send(request)

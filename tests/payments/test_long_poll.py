@@ -168,3 +168,24 @@ def test_a_busy_channel_is_refused_with_503_before_anything_is_created_or_sent(m
 
     # Once the place is free again, the same terminal pays.
     assert shop.pay(1000)["status"] == "SUCCESS"
+
+
+def test_no_database_connection_is_held_while_an_upstream_answers(make_shop, requires_postgres, monkeypatch):
+    """Payment call (terminal request) and query (worker): by the time a request leaves for the channel, the calling
+    thread has handed its connection back to the pool (a 10 s read timeout must not pin a pooled connection)."""
+    from django.db import connection
+
+    shop = make_shop()
+    held: list[tuple[str, bool]] = []
+    send = shop.transport.handle_request
+
+    def spy(request):
+        held.append((request.url.path.rsplit("/", 1)[-1], connection.connection is not None))
+        return send(request)
+
+    monkeypatch.setattr(shop.transport, "handle_request", spy)
+    order = shop.pay(1101)  # USERPAYING: the worker queries
+    _settle_by_worker(shop, order["out_trade_no"])
+
+    assert {name for name, _ in held} >= {"micropay", "orderquery"}
+    assert [name for name, connected in held if connected] == []
