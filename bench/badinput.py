@@ -55,7 +55,14 @@ def has_error_shape(response: httpx.Response) -> bool:
 
 
 def signed_request(
-    client: httpx.Client, *, device_id: str, secret: str, method: str, path: str, query: dict | None, body: bytes
+    client: httpx.Client | httpx.AsyncClient,
+    *,
+    device_id: str,
+    secret: str,
+    method: str,
+    path: str,
+    query: dict | None,
+    body: bytes,
 ) -> httpx.Request:
     url = path + ("?" + urlencode(query, doseq=True) if query else "")
     request = client.build_request(method, url, content=body or None, headers={"Content-Type": "application/json"})

@@ -1,4 +1,10 @@
-"""A throwaway production-shaped cluster on loopback: PostgreSQL, Redis, gunicorn (app and sandbox), Celery.
+"""A throwaway production-shaped cluster on loopback: PostgreSQL, Redis, and the production processes of
+deploy/Procfile — the web tier (once for the product, once more for the sandbox standing in for the upstreams),
+Celery workers and beat.
+
+The Procfile's lines are run as written, with only `gunicorn` / `celery` taken from this interpreter's environment
+(`python -m gunicorn`); what differs per instance goes through the environment those lines read (WEB_BIND,
+WEB_WORKERS, WEB_ACCESS_LOG, CELERY_WORKER_CONCURRENCY, CELERY_BEAT_SCHEDULE_FILE), as in production.
 
 Every process logs into the run directory (scanned for secrets afterwards). Everything started here is stopped by
 `Cluster.stop()` (also on Ctrl-C / errors through the context manager), by pid, never by name.
@@ -7,7 +13,9 @@ Every process logs into the run directory (scanned for secrets afterwards). Ever
 from __future__ import annotations
 
 import os
+import re
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -22,6 +30,39 @@ from cryptography.fernet import Fernet
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
+PROCFILE = ROOT / "deploy" / "Procfile"
+HARNESS = "harness"  # the application_name of this process's own PostgreSQL connections
+# Programs of the Procfile that are Python modules of this project's environment: run with this interpreter, so the
+# cluster uses the venv's packages whatever PATH says.
+PYTHON_MODULES = ("gunicorn", "celery")
+PROCFILE_LINE = re.compile(r"([A-Za-z0-9_-]+):(.*)")  # a process type's name is letters, digits, "_" and "-"
+
+
+def parse_procfile(text: str) -> dict[str, list[str]]:
+    """`name: command` lines → the command's arguments by process type, split as the shell a Procfile runner hands
+    them to would (quotes; `#` starts a comment) but without expanding variables — these lines read their settings
+    from the environment themselves. Blank and comment lines are skipped."""
+    commands: dict[str, list[str]] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        match = PROCFILE_LINE.fullmatch(line)
+        argv = shlex.split(match.group(2), comments=True) if match else []
+        if not argv:
+            raise ValueError(f"Procfile line {number}: expected `name: command`, got {line!r}")
+        if match.group(1) in commands:
+            raise ValueError(f"Procfile line {number}: {match.group(1)!r} is defined twice")
+        commands[match.group(1)] = argv
+    return commands
+
+
+def with_this_python(argv: list[str]) -> list[str]:
+    """A Procfile command as this process runs it: `gunicorn …` → `<python> -m gunicorn …` (likewise celery);
+    anything else as written."""
+    if argv[0] in PYTHON_MODULES:
+        return [PYTHON, "-m", *argv]
+    return list(argv)
 
 
 def free_port() -> int:
@@ -92,19 +133,18 @@ class Process:
 
 @dataclass
 class Cluster:
-    """`extra_env` goes to every process; `sandbox_env` only to the sandbox's gunicorn."""
+    """`extra_env` goes to every process; `sandbox_env` only to the sandbox's web tier. `app_workers` /
+    `sandbox_workers` are WEB_WORKERS of the two web tiers; `celery_concurrency` is CELERY_WORKER_CONCURRENCY."""
 
     run_dir: Path
     extra_env: dict[str, str] = field(default_factory=dict)
     sandbox_env: dict[str, str] = field(default_factory=dict)
     app_workers: int = 2
-    app_threads: int = 16
     sandbox_workers: int = 2
-    sandbox_threads: int = 16
     celery_workers: int = 2
     celery_concurrency: int = 8
-    sandbox_separate: bool = True
     settings_module: str = "portal.settings"
+    procfile: Path = PROCFILE
     processes: dict[str, Process] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -112,8 +152,7 @@ class Cluster:
         self.logs = self.run_dir / "logs"
         self.logs.mkdir(exist_ok=True)
         self.pg_port, self.redis_port = free_port(), free_port()
-        self.app_port = free_port()
-        self.sandbox_port = free_port() if self.sandbox_separate else self.app_port
+        self.app_port, self.sandbox_port = free_port(), free_port()
         self._pg_dir: Path | None = None
         self._pg_as: list[str] = []
         self._redis: subprocess.Popen | None = None
@@ -228,42 +267,39 @@ class Cluster:
         )
         return result.stdout.decode() if capture else ""
 
-    def _gunicorn(self, name: str, port: int, workers: int, threads: int, env: dict[str, str]) -> Process:
-        wsgi = "portal.wsgi:application"
-        command = [
-            PYTHON, "-m", "gunicorn", wsgi, "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-            "--worker-class", "gthread", "--threads", str(threads), "--timeout", "60", "--keep-alive", "30",
-            "--backlog", "2048", "--access-logfile", str(self.logs / f"{name}-access.log"),
-            "--error-logfile", str(self.logs / f"{name}-error.log"),
-        ]  # fmt: skip
-        return Process(name, command, env, self.logs / f"{name}.log")
+    def _process(self, name: str, command: list[str], env: dict[str, str]) -> Process:
+        # libpq reads PGAPPNAME: each process's PostgreSQL connections carry its name in pg_stat_activity, so the
+        # benchmark can count the web tier's connections apart from the worker's and the sandbox's.
+        return Process(name, command, {**env, "PGAPPNAME": name}, self.logs / f"{name}.log")
 
-    def celery_worker(self, index: int) -> Process:
-        command = [
-            PYTHON, "-m", "celery", "-A", "portal", "worker", "-l", "INFO", "--pool=threads",
-            f"--concurrency={self.celery_concurrency}", "-n", f"w{index}@%h", "--without-gossip", "--without-mingle",
-        ]  # fmt: skip
-        return Process(f"worker{index}", command, self.environment(), self.logs / f"worker{index}.log")
+    def _web(self, name: str, command: list[str], port: int, workers: int, env: dict[str, str]) -> Process:
+        web_env = {
+            "WEB_BIND": f"127.0.0.1:{port}",
+            "WEB_WORKERS": str(workers),
+            "WEB_ACCESS_LOG": str(self.logs / f"{name}-access.log"),
+        }
+        return self._process(name, command, {**env, **web_env})
 
     def start_servers(self, *, celery: bool = True) -> None:
+        lines = parse_procfile(self.procfile.read_text())
+        missing = {"web", "worker", "beat"} - lines.keys()
+        if missing:
+            raise RuntimeError(f"{self.procfile} lacks the process types {sorted(missing)}")
+        web, worker, beat = (with_this_python(lines[name]) for name in ("web", "worker", "beat"))
         env = self.environment()
-        self.processes["app"] = self._gunicorn("app", self.app_port, self.app_workers, self.app_threads, env)
-        if self.sandbox_separate:
-            self.processes["sandbox"] = self._gunicorn(
-                "sandbox",
-                self.sandbox_port,
-                self.sandbox_workers,
-                self.sandbox_threads,
-                {**env, **self.sandbox_env},
-            )
+        self.processes["app"] = self._web("app", web, self.app_port, self.app_workers, env)
+        # The sandbox is the same Django project served by the same web line, with its own environment.
+        self.processes["sandbox"] = self._web(
+            "sandbox", web, self.sandbox_port, self.sandbox_workers, {**env, **self.sandbox_env}
+        )
         if celery:
+            worker_env = {**env, "CELERY_WORKER_CONCURRENCY": str(self.celery_concurrency)}
             for index in range(self.celery_workers):
-                self.processes[f"worker{index}"] = self.celery_worker(index)
-            beat = [
-                PYTHON, "-m", "celery", "-A", "portal", "beat", "-l", "INFO",
-                "--schedule", str(self.run_dir / "celerybeat-schedule"),
-            ]  # fmt: skip
-            self.processes["beat"] = Process("beat", beat, env, self.logs / "beat.log")
+                # Two workers on one host need distinct node names; that is all a second worker changes.
+                command = [*worker, "-n", f"w{index}@%h"] if self.celery_workers > 1 else worker
+                self.processes[f"worker{index}"] = self._process(f"worker{index}", command, worker_env)
+            beat_env = {**env, "CELERY_BEAT_SCHEDULE_FILE": str(self.run_dir / "celerybeat-schedule")}
+            self.processes["beat"] = self._process("beat", beat, beat_env)
         for process in self.processes.values():
             process.start()
         wait_for_port(self.app_port, 60)
@@ -299,7 +335,7 @@ class Cluster:
             shutil.rmtree(self._pg_dir, ignore_errors=True)
             self._pg_dir = None
 
-    # --- CPU accounting ----------------------------------------------------------------------------------
+    # --- CPU and memory accounting --------------------------------------------------------------------------
 
     def cpu_seconds(self) -> dict[str, float]:
         """CPU time (user + system) used so far by each part of the cluster: app, sandbox, celery, postgresql, redis.
@@ -319,12 +355,8 @@ class Cluster:
             postmaster = int(pid_file.read_text().split()[0])
         redis = self._redis.pid if self._redis is not None else 0
         totals = {name: 0.0 for name in ("app", "sandbox", "celery", "postgresql", "redis")}
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            pid, ppid, pgrp = int(stat.parent.name), int(fields[1]), int(fields[2])
+        for pid, fields in _proc_stats():
+            ppid, pgrp = int(fields[1]), int(fields[2])
             seconds = (int(fields[11]) + int(fields[12])) / tick
             if pgrp in leaders:
                 totals[leaders[pgrp]] += seconds
@@ -336,6 +368,16 @@ class Cluster:
                 totals["redis"] += seconds
         return totals
 
+    def rss_bytes(self, name: str) -> int:
+        """Resident memory of the process group that process `name` leads (for a web tier: gunicorn's master and
+        its uvicorn workers), as the sum of each process's RSS — pages the forked workers share with the master
+        count once per process, so this is an upper bound."""
+        process = self.processes.get(name)
+        if process is None or not process.alive:
+            return 0
+        page = os.sysconf("SC_PAGE_SIZE")
+        return sum(int(fields[21]) * page for _, fields in _proc_stats() if int(fields[2]) == process.popen.pid)
+
     def __enter__(self) -> Cluster:
         return self
 
@@ -343,9 +385,19 @@ class Cluster:
         self.stop()
 
 
+def _proc_stats():
+    """(pid, the fields of /proc/<pid>/stat after the command name) of every process: the name, in parentheses, may
+    itself hold spaces, so fields[0] is the state (field 3 of proc(5)), fields[1] the ppid, and so on."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            yield int(stat.parent.name), stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended while being read
+            continue
+
+
 def django_setup(cluster: Cluster) -> None:
     """Make this process a Django client of the cluster's database and broker (for setup and the checks)."""
-    os.environ.update(cluster.environment())
+    os.environ.update({**cluster.environment(), "PGAPPNAME": HARNESS})
     import django
 
     django.setup()

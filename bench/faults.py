@@ -3,8 +3,9 @@ was lost. `make faults` (10,000 payments) / `make faults-small` (CI). Exit statu
 
     python -m bench.faults --payments 600 --terminals 24 --chaos 0.15 --name faults-small
 
-What runs (all on loopback): a throwaway PostgreSQL and Redis; gunicorn serving the product (DEBUG off); a second
-gunicorn serving the sandbox (SANDBOX_ENABLED=force, SANDBOX_CHAOS on); Celery workers + beat. Terminals are
+What runs (all on loopback): a throwaway PostgreSQL and Redis; the processes of deploy/Procfile (bench/cluster.py):
+the web tier serving the product (DEBUG off), the same web line serving the sandbox (SANDBOX_ENABLED=force,
+SANDBOX_CHAOS on), Celery workers + beat. Terminals are
 threads running `payments.simulator.run_payment` (FACE and CODE, WeChat direct and UMF merchants, ordinary amounts
 and the sandbox's scenario amounts), some sending the same payment twice at once, some cancelling; a refunder issues
 full, partial and over-the-limit refunds; a killer SIGKILLs workers (and now and then beat) and restarts them.
@@ -301,10 +302,11 @@ def configured_secrets(cluster: Cluster) -> list[str]:
 
 
 def server_errors_in_access_log(path: Path) -> int:
-    """gunicorn access log lines with a 5xx status (the product's server only: the sandbox's 500s are chaos)."""
+    """Access log lines with a 5xx status (the product's server only: the sandbox's 500s are chaos). The status
+    follows the quoted request line: uvicorn's lines end with it, gunicorn's own format goes on with the size."""
     if not path.exists():
         return 0
-    status = re.compile(r'" (5\d\d) ')
+    status = re.compile(r'" (5\d\d)\b')
     return sum(1 for line in path.read_text("utf-8", "replace").splitlines() if status.search(line))
 
 
@@ -367,8 +369,6 @@ def main(argv: list[str] | None = None) -> int:
         extra_env=TIMINGS,
         sandbox_env={"SANDBOX_CHAOS": args.chaos},
         celery_workers=args.celery_workers,
-        app_threads=24,
-        sandbox_threads=24,
     )
     LOG = cluster.logs / "faults.log"
     rng_seed = args.seed

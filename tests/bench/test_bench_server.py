@@ -7,7 +7,7 @@ from django.db import connection
 
 from bench import badinput
 from bench.faults import pick_amount, server_errors_in_access_log, table
-from bench.views import TABLE, UpstreamLatencyMiddleware
+from bench.views import TABLE, UpstreamLatencyMiddleware, set_upstream
 from portal.terminal_auth import canonical_message, compute_signature, parse_authorization
 
 pytestmark = pytest.mark.django_db
@@ -47,20 +47,46 @@ def test_baseline_is_not_in_the_product_urls(db, wsgi_transport):
         assert client.post("/bench/baseline", json={}).status_code == 404
 
 
+class _Request:
+    def __init__(self, path):
+        self.path = path
+
+
 def test_latency_middleware_only_delays_upstream_calls(settings, monkeypatch):
     settings.BENCH_SANDBOX_LATENCY_MS = 25
     slept = []
     monkeypatch.setattr("bench.views.time.sleep", slept.append)
     middleware = UpstreamLatencyMiddleware(lambda request: "answer")
 
-    class Request:
-        def __init__(self, path):
-            self.path = path
-
-    assert middleware(Request("/sandbox/umpay/pay/micropay")) == "answer"
-    assert middleware(Request("/sandbox/terminal/rawdata")) == "answer"
-    assert middleware(Request("/api/terminal/v1/payments")) == "answer"
+    assert middleware(_Request("/sandbox/umpay/pay/micropay")) == "answer"
+    assert middleware(_Request("/sandbox/terminal/rawdata")) == "answer"
+    assert middleware(_Request("/api/terminal/v1/payments")) == "answer"
     assert slept == [0.025]
+
+
+def test_upstream_behaviour_is_switched_at_run_time(settings, monkeypatch):
+    """The benchmark switches latency and timeouts between scenarios through the shared cache: a timed-out call is
+    served first (the upstream acted on it) and answered only after the product's longest timeout."""
+    settings.BENCH_SANDBOX_LATENCY_MS = 0
+    settings.UPSTREAM_READ_TIMEOUT, settings.PAYMENT_CALL_TIMEOUT = 10.0, 8.0
+    events = []
+    monkeypatch.setattr("bench.views.time.sleep", lambda seconds: events.append(("sleep", seconds)))
+    monkeypatch.setattr("bench.views.connections.close_all", lambda: events.append(("connections closed",)))
+    monkeypatch.setattr("bench.views.random.random", lambda: 0.04)
+    middleware = UpstreamLatencyMiddleware(lambda request: events.append(("served",)) or "answer")
+
+    middleware(_Request("/sandbox/wechatpay/pay/micropay"))
+    assert events == [("served",)]  # no control value yet: the process's own latency, 0
+
+    events.clear()
+    set_upstream(latency_ms=100, timeout_share=0.05)
+    assert middleware(_Request("/sandbox/wechatpay/pay/orderquery")) == "answer"
+    assert events == [("sleep", 0.1), ("served",), ("connections closed",), ("sleep", 11.0)]
+
+    events.clear()
+    set_upstream(latency_ms=100, timeout_share=0.03)  # 0.04 is past the share: answered in time
+    middleware(_Request("/sandbox/wechatpay/pay/orderquery"))
+    assert events == [("sleep", 0.1), ("served",)]
 
 
 def test_fuzzer_signature_is_what_the_server_checks(db):
@@ -99,9 +125,13 @@ def test_error_shape(body, expected):
 def test_access_log_5xx_count(tmp_path):
     log = tmp_path / "app-access.log"
     log.write_text(
+        # gunicorn's own format (status, then size)
         '127.0.0.1 - - [x] "POST /api/terminal/v1/payments HTTP/1.1" 201 500 "-" "python-httpx"\n'
         '127.0.0.1 - - [x] "GET /api/terminal/v1/payments/X HTTP/1.1" 502 12 "-" "python-httpx"\n'
-        '127.0.0.1 - - [x] "GET /api/terminal/v1/payments/Y HTTP/1.1" 500 12 "-" "python-httpx"\n'
+        # uvicorn's, as its gunicorn worker writes it (the line ends with the status)
+        '127.0.0.1:41234 - "GET /api/terminal/v1/payments/Y HTTP/1.1" 500\n'
+        '127.0.0.1:41236 - "GET /api/terminal/v1/payments/Z HTTP/1.1" 200\n'
+        '127.0.0.1:41238 - "GET /api/terminal/v1/payments/5000 HTTP/1.1" 404\n'
     )
 
     assert server_errors_in_access_log(log) == 2
@@ -127,23 +157,26 @@ def test_table():
 
 
 def test_rounds_are_combined_against_the_baseline_of_the_same_round():
-    from bench.bench import combine_rounds
+    from bench.bench import SERVER_CPU, combine_rounds
 
-    def round_(rps, app_ms, requests):
+    def round_(rps, app_ms, server_ms, requests):
         return {
-            "rps": rps, "requests": requests, "requests_total": requests + 10, "errors": 0, "error_statuses": [],
-            "commits": 4 * requests, "cpu_ms_per_request": {"app": app_ms},
+            "rps": rps, "requests": requests, "requests_total": requests + 15, "answered_total": requests + 10,
+            "errors": 0, "error_statuses": [], "commits": 4 * requests,
+            "cpu_ms_per_request": {"app": app_ms, SERVER_CPU: server_ms},
         }  # fmt: skip
 
-    rounds = [round_(40.0, 20.0, 600), round_(30.0, 30.0, 450), round_(45.0, 10.0, 700)]
-    combined = combine_rounds(rounds, latencies=[float(ms) for ms in range(1, 101)], baseline_rps=[100, 50, 150])
+    rounds = [round_(40.0, 20.0, 40.0, 600), round_(30.0, 30.0, 30.0, 450), round_(45.0, 10.0, 33.0, 700)]
+    combined = combine_rounds(rounds, latencies=[float(ms) for ms in range(1, 101)], baseline_server_cpu=[10, 12, 11])
 
     assert combined["rps"] == 40.0  # the median round
-    assert combined["rounds_ratio_to_baseline"] == [0.4, 0.6, 0.3]
-    assert combined["ratio_to_baseline"] == 0.4  # median of the per-round ratios, not 40 / median(baseline)
+    # The server CPU of a request of this scenario / of a baseline request, each round against its own baseline:
+    # above 1 costs more than the baseline.
+    assert combined["rounds_server_cpu_ratio_to_baseline"] == [4.0, 2.5, 3.0]
+    assert combined["server_cpu_ratio_to_baseline"] == 3.0  # the median of the rounds' ratios
     assert combined["p50_ms"] == 50.0 and combined["p99_ms"] == 99.0
-    assert combined["requests_total"] == 1780
-    expected_app = (20.0 * 610 + 30.0 * 460 + 10.0 * 710) / 1780
+    assert combined["requests_total"] == 1795 and combined["answered_total"] == 1780
+    expected_app = (20.0 * 610 + 30.0 * 460 + 10.0 * 710) / 1780  # weighted by the requests answered
     assert abs(combined["cpu_ms_per_request"]["app"] - expected_app) < 1e-9
 
 
