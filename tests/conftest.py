@@ -1,3 +1,6 @@
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
 import httpx
 import pytest
 from django.db import connection
@@ -34,6 +37,24 @@ def wsgi_transport():
     depth = [0]
 
     def app(environ, start_response):
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return serve(environ, start_response)
+        # An event loop runs in this thread (Playwright's sync API in the browser tests): Django runs the async views
+        # with async_to_sync, which refuses such a thread, so the request is served from a thread of its own.
+        with ThreadPoolExecutor(max_workers=1) as executor:
+            return executor.submit(serve_in_thread, environ, start_response).result()
+
+    def serve_in_thread(environ, start_response):
+        from django.db import connections
+
+        try:
+            return serve(environ, start_response)
+        finally:
+            connections.close_all()  # this thread's connections go back to the pool; the thread ends
+
+    def serve(environ, start_response):
         if depth[0] == 0:
             request_started.disconnect(close_old_connections)
             request_finished.disconnect(close_old_connections)

@@ -16,8 +16,10 @@ CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 SHOTS = Path(__file__).resolve().parents[2] / "test-output" / "e2e"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    # Module, not session: Playwright's event loop stays in the main thread while it runs, and the rest of the suite
+    # runs async code there (asyncio.run, Django's async views under the test client).
     playwright_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed")
     if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
         pytest.skip(f"Chromium not found at {CHROMIUM} (CI installs Debian's chromium)")
