@@ -24,4 +24,9 @@ def timestamp() -> float:
 
 
 def sleep(seconds: float) -> None:
+    """The stand-in's own waits (an answer held past the caller's timeout, chaos delays) hold no pooled database
+    connection: under ASGI many such requests wait at once, and the process's pool is small."""
+    from portal.db import release_connections
+
+    release_connections()
     time.sleep(seconds)
