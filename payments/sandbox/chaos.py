@@ -103,6 +103,11 @@ def _drop_connection(request: HttpRequest) -> HttpResponse:
         yield b"<xml><return_code>"
         raise ConnectionResetError("chaos: connection reset")
 
+    # The server (uvicorn, ASGI) aborts a response whose body raises without finishing the request, so Django would
+    # never hand this request's database connection back to the pool: hand it back now, the work is done.
+    from portal.db import release_connections
+
+    release_connections()
     return StreamingHttpResponse(truncated(), content_type="text/xml; charset=utf-8")
 
 
