@@ -36,7 +36,7 @@ def settle_wechat(order: SandboxWechatOrder, now: datetime | None = None) -> San
         if order.scenario == Scenario.USERPAYING_THEN_FAIL:
             order.state = WxState.PAYERROR
         elif order.scenario == Scenario.USERPAYING_NEVER_PAID:
-            order.state = WxState.REVOKED  # WeChat revokes an unpaid quick-pay order after 45 s (PROTOCOLS.md)
+            order.state = WxState.REVOKED  # WeChat revokes a quick-pay order the user never paid 45 s after the call
         else:
             order.state = WxState.SUCCESS
             order.paid_at = order.settles_at

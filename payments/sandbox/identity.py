@@ -83,5 +83,5 @@ def user_of_face_sid(face_sid: str) -> str | None:
 
 
 def is_wechat_payment_code(code: str) -> bool:
-    # WeChat payment codes: 18 digits starting 10-15 (seed 001, AUTH_CODE_INVALID otherwise).
+    # WeChat payment codes: 18 digits starting 10-15; WeChat answers AUTH_CODE_INVALID to anything else.
     return len(code) == 18 and code.isdigit() and 10 <= int(code[:2]) <= 15

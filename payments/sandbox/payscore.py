@@ -1,4 +1,4 @@
-"""PayScore service orders: the state machine WeChat runs (PROTOCOLS.md "PayScore service orders").
+"""PayScore service orders: the state machine WeChat runs (docs/protocols.md, "PayScore service orders").
 
 CREATED --user confirms--> DOING/USER_CONFIRM --complete--> DOING/MCH_COMPLETE (collection USER_PAYING)
 --user pays or sync Order_Paid--> DONE (collection USER_PAID). CREATED/DOING(unpaid) --cancel--> REVOKED.

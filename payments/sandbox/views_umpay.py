@@ -177,7 +177,7 @@ def _micropay(call: Call) -> HttpResponse:
     if f["orderType"] not in {t.value for t in umpay.OrderType}:
         return _refuse(RESP_PARAM, respMsg="orderType错误")
     if f.get("backUrl") and not f["backUrl"].startswith("http://"):
-        return _refuse(RESP_PARAM, respMsg="backUrl必须以http://开始")  # seed 002
+        return _refuse(RESP_PARAM, respMsg="backUrl必须以http://开始")  # UMF: backUrl must start with http://
     if f["orderType"] == umpay.OrderType.WECHAT and not identity.is_wechat_payment_code(f["authCode"]):
         return _refuse(RESP_PARAM, respMsg="付款码错误")
     txn_amt = int(f["txnAmt"])

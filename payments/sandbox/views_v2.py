@@ -168,7 +168,7 @@ _PENDING = frozenset(
     }
 )
 _SETTLING = frozenset({Scenario.USERPAYING_THEN_SUCCESS, Scenario.USERPAYING_THEN_FAIL, Scenario.ORDERQUERY_TIMEOUT})
-UNPAID_CLOSE_SECONDS = 45  # WeChat revokes a quick-pay order the user never paid after 45 s (PROTOCOLS.md)
+UNPAID_CLOSE_SECONDS = 45  # WeChat revokes a quick-pay order the user never paid 45 s after the call
 
 
 def _settles_at(scenario: Scenario, now):
@@ -365,9 +365,10 @@ def _reverse(call: Call) -> HttpResponse:
         if order.refunds.exists():
             return _error(call, "TRADE_ERROR", "订单已退款，不能撤销", recall="N")
         if order.state == State.USERPAYING and order.settles_at is not None:
-            # Seed 001: 用户正在支付中的订单不允许撤销 — while the user is still paying (the scenarios whose paying
-            # ends by itself: paid, failed, or closed by WeChat after 45 s). The seed gives no recall value; Y —
-            # ask again — is what a merchant must do. (Scenarios 108/109 exist to test the reverse itself.)
+            # WeChat refuses to reverse an order the user is still paying (用户正在支付中的订单不允许撤销): here, while
+            # the user is still paying in the scenarios whose paying ends by itself (paid, failed, or closed by
+            # WeChat after 45 s). WeChat's documents give no recall value for this refusal; Y — ask again — is what
+            # a merchant must do. (Scenarios 108/109 exist to test the reverse itself.)
             return _error(call, "USERPAYING", "用户支付中", recall="Y")
         if order.state not in (State.REVOKED, State.CLOSED):
             order.reversed_after_payment = order.paid_at is not None

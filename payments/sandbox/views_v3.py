@@ -181,7 +181,8 @@ def facemch_user(request: HttpRequest, merchant: SandboxWechatMerchant, face_sid
     if sub_mchid and not merchant.sub_merchants.filter(sub_mch_id=sub_mchid).exists():
         raise PayscoreError(403, "NO_AUTH", "sub_mchid is not a sub-merchant of this provider")
     if not sub_mchid and merchant.sub_merchants.exists():
-        # Seed 003: sub_mchid 服务商模式下必填 — a service provider asks on behalf of one of its sub-merchants.
+        # WeChat: sub_mchid is required in service-provider mode (服务商模式下必填) — a provider asks on behalf of
+        # one of its sub-merchants.
         raise PayscoreError(400, "PARAM_ERROR", "sub_mchid is required in service-provider mode")
     user = identity.user_of_face_sid(face_sid)
     if user is None:
