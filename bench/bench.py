@@ -361,7 +361,7 @@ def profile_payments(cluster: Cluster, spec: dict[str, str], count: int, out: Pa
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    numbers = lambda text: [float(v) for v in text.split(",")]  # noqa: E731 - a comma-separated list option
+    numbers = lambda text: [float(v) for v in text.split(",") if v]  # noqa: E731 - a comma-separated list option
     parser.add_argument("--terminals", type=int, default=100, help="terminals of the closed-loop and paced scenarios")
     parser.add_argument("--seconds", type=float, default=15, help="measured seconds per scenario and round")
     parser.add_argument("--warmup", type=float, default=4, help="of the closed-loop and paced scenarios")
