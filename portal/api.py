@@ -63,14 +63,20 @@ def waiting_view(view_class: type[APIView]):
     waits as a coroutine for a wake-up (portal.wakeup) holding no database connection, re-reads, and answers with
     the fresh data. Runs under WSGI too (Django adapts async views), where the wait holds the request's thread."""
     sync_view = view_class.as_view()
-    run = sync_to_async(sync_view)
+
+    def serve(request, *args, **kwargs):
+        response = sync_view(request, *args, **kwargs)
+        if getattr(response, "wait", None) is not None:
+            release_connections()  # in the same hop: the connection is this thread's
+        return response
+
+    run = sync_to_async(serve)
 
     async def view(request, *args, **kwargs):
         since = wakeup.now()  # before the first read: a change committed after it wakes this request
         response = await run(request, *args, **kwargs)
         wait = getattr(response, "wait", None)
         if wait is not None:
-            await sync_to_async(release_connections)()
             await _wait(response, wait, since)
         return response
 

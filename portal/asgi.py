@@ -3,10 +3,11 @@
 import gc
 import os
 
-from django.core.asgi import get_asgi_application
-
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
-application = get_asgi_application()
+
+from portal.handlers import application as terminal_aware_application  # noqa: E402 - needs the settings module
+
+application = terminal_aware_application()
 
 
 def freeze_long_lived_objects() -> None:

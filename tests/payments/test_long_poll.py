@@ -11,7 +11,7 @@ import time
 
 import httpx
 import pytest
-from django.core.asgi import get_asgi_application
+from portal.handlers import application as asgi_application
 
 from payments import channels
 from payments.models import Payment, PaymentStatus
@@ -32,7 +32,7 @@ class Served:
         self._thread.start()
 
     async def _send(self, shop, method: str, path: str, body: bytes) -> None:
-        transport = httpx.ASGITransport(app=get_asgi_application())
+        transport = httpx.ASGITransport(app=asgi_application())
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=60) as client:
             request = client.build_request(
                 method, path, content=body or None, headers={"Content-Type": "application/json"}

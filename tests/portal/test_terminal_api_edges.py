@@ -1,5 +1,5 @@
 """The terminal API at its edges: malformed authentication, oversized or absurd input, unknown paths and crashes all
-answer in the documented error shape with nothing changed — never a 5xx or an HTML page (DESIGN §7)."""
+answer in the documented error shape with nothing changed — never a 5xx or an HTML page."""
 
 import json
 import time
@@ -170,13 +170,14 @@ def test_under_asgi_the_path_verifies_exactly_as_sent():
     import asyncio
 
     import httpx
-    from django.core.asgi import get_asgi_application
+
+    from portal.handlers import application
 
     device, secret = make_device()
     path = "/api/terminal/v1/payments/A%2aB%7cC"
 
     async def send():
-        transport = httpx.ASGITransport(app=get_asgi_application())
+        transport = httpx.ASGITransport(app=application())
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
             request = client.build_request("GET", path)
             assert request.url.raw_path == path.encode()  # sent as written
@@ -187,3 +188,35 @@ def test_under_asgi_the_path_verifies_exactly_as_sent():
 
     response = asyncio.run(send())
     assert response.json()["code"] == "PAYMENT_NOT_FOUND"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_under_asgi_terminal_requests_take_their_own_middleware_chain():
+    """The terminal API runs TERMINAL_API_MIDDLEWARE (security headers, Content-Length) without the console's
+    session, CSRF and clickjacking middleware; the console keeps the full chain."""
+    import asyncio
+
+    import httpx
+
+    from portal.handlers import application
+
+    device, secret = make_device()
+    path = "/api/terminal/v1/payments/NOPE1"
+
+    async def send():
+        transport = httpx.ASGITransport(app=application())
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            request = client.build_request("GET", path)
+            request.headers["Authorization"] = authorization_header(
+                device_id=device.device_id, secret=secret, method="GET", path_with_query=path, body=b""
+            )
+            return await client.send(request), await client.get("/login/")
+
+    terminal, console = asyncio.run(send())
+    assert terminal.json()["code"] == "PAYMENT_NOT_FOUND"
+    assert terminal.headers["X-Content-Type-Options"] == "nosniff"
+    assert terminal.headers["Content-Length"] == str(len(terminal.content))
+    assert "X-Frame-Options" not in terminal.headers
+    assert console.status_code == 200
+    assert console.headers["X-Frame-Options"] == "DENY"
+    assert "csrftoken" in console.cookies
