@@ -92,7 +92,7 @@ def _worker(args: tuple) -> list[tuple[float, float, int, str]]:
                 time.sleep(max(0.0, next_at - time.time()))
                 next_at += interval
             if scenario == "a_baseline":
-                method, path, body = "POST", "/bench/baseline", b"{}"
+                method, path, body = "POST", "/api/terminal/v1/bench/baseline", b"{}"
             elif scenario.startswith("b_"):
                 payload = {"total_fee": 1000, "body": "bench", "auth_code": random_payment_code(), "method": "CODE"}
                 method, path, body = "POST", "/api/terminal/v1/payments", json.dumps(payload).encode()

@@ -6,6 +6,6 @@ from bench.views import BaselineApi
 from portal.urls import urlpatterns as product_urlpatterns
 
 urlpatterns = [
-    path("bench/baseline", BaselineApi.as_view(), name="bench-baseline"),
+    path("api/terminal/v1/bench/baseline", BaselineApi.as_view(), name="bench-baseline"),
     *product_urlpatterns,
 ]

@@ -37,7 +37,8 @@ def ensure_table() -> None:
 
 
 class BaselineApi(TerminalApiView):
-    """POST bench/baseline: authenticate the device (as every terminal request does), INSERT one row, answer."""
+    """POST api/terminal/v1/bench/baseline (a terminal path, so it runs the terminal API's middleware chain as a payment
+    does): authenticate the device (as every terminal request does), INSERT one row, answer."""
 
     schema = None  # not part of the terminal API's OpenAPI document
 

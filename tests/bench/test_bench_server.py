@@ -22,7 +22,7 @@ def test_baseline_authenticates_and_inserts_one_row(bench_urls, device_and_secre
     device, secret = device_and_secret
     with httpx.Client(transport=wsgi_transport, base_url="http://testserver") as client:
         request = badinput.signed_request(
-            client, device_id=device.device_id, secret=secret, method="POST", path="/bench/baseline", query=None,
+            client, device_id=device.device_id, secret=secret, method="POST", path="/api/terminal/v1/bench/baseline", query=None,
             body=b"{}",
         )  # fmt: skip
         response = client.send(request)
@@ -36,7 +36,7 @@ def test_baseline_authenticates_and_inserts_one_row(bench_urls, device_and_secre
 
 def test_baseline_refuses_unsigned_requests(bench_urls, db, wsgi_transport):
     with httpx.Client(transport=wsgi_transport, base_url="http://testserver") as client:
-        response = client.post("/bench/baseline", json={})
+        response = client.post("/api/terminal/v1/bench/baseline", json={})
 
     assert response.status_code == 401
     assert badinput.has_error_shape(response)
@@ -44,7 +44,7 @@ def test_baseline_refuses_unsigned_requests(bench_urls, db, wsgi_transport):
 
 def test_baseline_is_not_in_the_product_urls(db, wsgi_transport):
     with httpx.Client(transport=wsgi_transport, base_url="http://testserver") as client:
-        assert client.post("/bench/baseline", json={}).status_code == 404
+        assert client.post("/api/terminal/v1/bench/baseline", json={}).status_code == 404
 
 
 class _Request:
