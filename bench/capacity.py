@@ -38,8 +38,8 @@ from urllib.parse import urlencode
 import aiohttp
 import httpx
 
-from payments.terminal_client import authorization_header
 from bench.measure import SERVER_PARTS, children_cpu, percentile
+from payments.terminal_client import authorization_header
 
 PAYMENTS_PATH = "/api/terminal/v1/payments"
 PASSWORD_CODE = 101  # the sandbox's USERPAYING_THEN_SUCCESS: the user enters a password and pays a little later

@@ -22,8 +22,8 @@ def test_baseline_authenticates_and_inserts_one_row(bench_urls, device_and_secre
     device, secret = device_and_secret
     with httpx.Client(transport=wsgi_transport, base_url="http://testserver") as client:
         request = badinput.signed_request(
-            client, device_id=device.device_id, secret=secret, method="POST", path="/api/terminal/v1/bench/baseline", query=None,
-            body=b"{}",
+            client, device_id=device.device_id, secret=secret, method="POST", path="/api/terminal/v1/bench/baseline",
+            query=None, body=b"{}",
         )  # fmt: skip
         response = client.send(request)
 

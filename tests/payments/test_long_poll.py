@@ -11,12 +11,12 @@ import time
 
 import httpx
 import pytest
-from portal.handlers import application as asgi_application
 
 from payments import channels
 from payments.models import Payment, PaymentStatus
 from payments.terminal_client import authorization_header
 from portal import wakeup
+from portal.handlers import application as asgi_application
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
