@@ -1,4 +1,5 @@
-"""What the terminal should do after activateWxpayfaceMember answers (seed 004). Pure data, no Django.
+"""What the terminal should do after activateWxpayfaceMember answers (docs/protocols.md, "Face SDK:
+member activation"). Pure data, no Django.
 
 The SDK answers `return_code` (SUCCESS / ERROR / PARAM_ERROR / SYSTEMERROR, or one of this call's own codes) and an
 optional integer `err_code` (the SDK's secondary codes). The most specific code known here decides the next step.
@@ -28,7 +29,7 @@ class Guidance:
 
 SUCCESS = "SUCCESS"
 
-# Keyed by the code as the SDK sends it: this call's own error codes (seed 004 "接口错误码"), the SDK's secondary
+# Keyed by the code as the SDK sends it: this call's own error codes (接口错误码), the SDK's secondary
 # codes (二级错误码) and the public return codes (公共错误码).
 GUIDANCE: dict[str, Guidance] = {
     SUCCESS: Guidance(NextAction.NONE, "Membership activated."),

@@ -1,4 +1,4 @@
-"""Terminal API for face-identified members (DESIGN §7, seed 004): thin views over `members.services`."""
+"""Terminal API for face-identified members (刷脸会员): thin views over `members.services`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Face-identified members (刷脸会员, seed 004): who a merchant's terminals recognised, how often, whether they
+"""Face-identified members (刷脸会员): who a merchant's terminals recognised, how often, whether they
 activated the merchant's member card, and the append-only log of visits, activations and unionid lookups.
 
 A member is one WeChat user under one merchant, keyed by the openid that getWxpayfaceUserInfo returns (unique per

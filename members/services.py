@@ -1,5 +1,6 @@
-"""Writes of the members domain (STYLE §1): identification visits, unionid lookups, card activation results,
-erasure and retention. Views and tasks call these; nothing else changes a Member or writes a MemberEvent."""
+"""Writes of the members domain (every state change is a function here): identification visits, unionid lookups,
+card activation results, erasure and retention. Views and tasks call these; nothing else changes a Member or writes
+a MemberEvent."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A face-pay terminal recognising a member and activating the member card (seed 004), played in software:
+"""A face-pay terminal recognising a member and activating the member card (刷脸会员), played in software:
 
 getWxpayfaceRawdata → face/authinfo → getWxpayfaceUserInfo (the sandbox's face helper: openid, face_sid)
 → POST members/identify → activateWxpayfaceMember (simulated: the user accepts) → POST members/activations

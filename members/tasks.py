@@ -1,4 +1,4 @@
-"""Thin Celery tasks (STYLE §8). The service re-checks every row under its lock, so a second or concurrent
+"""Thin Celery tasks: call a service. The service re-checks every row under its lock, so a second or concurrent
 delivery anonymises nothing twice."""
 
 from __future__ import annotations

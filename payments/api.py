@@ -112,7 +112,7 @@ class PaymentCreateApi(TerminalApiView):
             default="",
             error_messages={"invalid": "1-32 characters of 0-9 A-Z a-z _ - | *."},
         )
-        # Money is an integer in the JSON, never "100" or 1.0; WeChat's total_fee is an Int (seed 001).
+        # Money is an integer in the JSON, never "100" or 1.0; WeChat's total_fee is an Int.
         total_fee = StrictIntegerField(min_value=1, max_value=2**31 - 1, help_text="Amount in fen.")
         body = serializers.CharField(max_length=128)
         auth_code = serializers.RegexField(

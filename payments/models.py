@@ -1,7 +1,7 @@
 """Face-pay and payment-code orders, their refunds, the append-only event log, and raw upstream notifications.
 
 Money is integer fen everywhere (BigIntegerField). Every state change goes through `payments.services` under a row
-lock and writes an event (DESIGN §5).
+lock and writes an event (docs/architecture.md, "Payment states").
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ class Payment(models.Model):
     reserved_refund_fee = models.BigIntegerField(
         default=0, help_text="Sum of refunds not yet failed (pending + done), fen; never exceeds total_fee."
     )
-    # Resolution bookkeeping (DESIGN §5 rules 3-5).
+    # Resolution bookkeeping: query while unknown, then reverse; a sweeper re-drives whatever is overdue.
     submitted_at = models.DateTimeField(null=True, blank=True, help_text="When the payment call was sent.")
     next_check_at = models.DateTimeField(
         null=True, blank=True, db_index=True, help_text="When a worker must look at this order next; null = settled."
@@ -201,7 +201,7 @@ class PaymentEvent(models.Model):
 
 
 class UmpayNotification(models.Model):
-    """A UMF backUrl notification, stored raw before anything else (STYLE §7)."""
+    """A UMF backUrl notification, stored raw before anything else (then verified and applied)."""
 
     received_at = models.DateTimeField(auto_now_add=True)
     body = models.TextField()

@@ -1,6 +1,6 @@
 """Every write of the money path: create, submit, resolve (query → reverse), cancel, refund, notifications.
 
-Pattern for every upstream call (STYLE §5, DESIGN §5):
+Pattern for every upstream call (record the intent before the side effect; docs/architecture.md, "Payment states"):
 1. under the row lock, check the state and record the intent (counters, a lease in `next_check_at` so the sweeper
    leaves the order alone while the call is in flight), commit;
 2. call upstream without holding a transaction (a 10 s call must not block the database);
@@ -163,7 +163,8 @@ class PaymentInput:
 
 
 def detect_wallet(*, auth_code: str, method: str, channel: str) -> str:
-    """Which wallet a code belongs to, validated for the merchant's channel (seed 001 / 002 code patterns)."""
+    """Which wallet a code belongs to, validated for the merchant's channel (WeChat: 18 digits 10-15; UMF also
+    Alipay 16-24 digits 25-30 and UnionPay 19 digits 62)."""
     if method == Payment.Method.FACE and channel != Merchant.Channel.UMPAY:
         if not FACE_CODE.match(auth_code):
             raise InvalidInput(details={"auth_code": "A face_code is 1-128 letters, digits, '_' or '-'."})
@@ -433,8 +434,8 @@ def _apply_reverse(payment: Payment, answer: Answer, now: datetime) -> None:
         return
     backoff = now + _reverse_backoff(payment.reverse_count)
     if answer.code == "USERPAYING":
-        # WeChat refuses to reverse while the user is still paying (seed 001) and closes a quick-pay order the user
-        # never paid 45 s after the call (PROTOCOLS.md): ask again just after that, not on the growing backoff.
+        # WeChat refuses to reverse while the user is still paying and closes a quick-pay order the user never paid
+        # 45 s after the call: ask again just after that, not on the growing backoff.
         closes = (payment.submitted_at or payment.created_at) + _seconds(settings.PAYMENT_UNPAID_CLOSE_SECONDS + 2)
         backoff = min(backoff, max(now + _seconds(5), closes))
     payment.next_check_at = backoff
@@ -480,7 +481,8 @@ def payment_is_settled(payment: Payment) -> bool:
 
 def authinfo_get(*, device: Device, rawdata: str) -> channels.Authinfo:
     """The SDK call credential for this device. Reused within expires_in for the same device, parameters and
-    rawdata (seed 000/001 allow reuse); a new rawdata (the SDK was initialised again) fetches a new one."""
+    rawdata (WeChat and UMF allow reuse within expires_in); a new rawdata (the SDK was initialised again) fetches a
+    new one."""
     merchant = device.store.merchant
     key_source = "|".join(
         [
@@ -585,7 +587,7 @@ def refund_create(
             reason=reason,
             kind=kind,
             order_time=china_timestamp(now),
-            # A reverse goes no sooner than 15 s after the payment call (seed 001), like every other reverse.
+            # WeChat: no reverse sooner than 15 s after the payment call; this one waits too, like every other.
             next_check_at=max(now, _reverse_allowed_at(payment)) if kind == Refund.Kind.REVERSE else now,
             created_by=user,
             request_key=request_key,

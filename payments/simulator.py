@@ -1,4 +1,4 @@
-"""A face-pay terminal, played in software: the reference of seed 001's sequence and the load driver.
+"""A face-pay terminal, played in software: the reference of WeChat's face-pay sequence and the load driver.
 
     init → getWxpayfaceRawdata (the sandbox makes one) → face/authinfo → getWxpayfaceCode (face_code from the
     sandbox, or an 18-digit payment code) → POST payments → poll until final → updateWxpayfacePayResult

@@ -1,5 +1,5 @@
 """Thin Celery tasks: load by id, call a service. The services re-check state, so a task delivered twice, late or
-concurrently does nothing harmful (STYLE §8)."""
+concurrently does nothing harmful."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Reference implementation of a face-pay terminal's side of the terminal API (DESIGN §7).
+"""Reference implementation of a face-pay terminal's side of the terminal API (docs/protocols.md, "Terminal API").
 
 Integrators port this to their terminal app; tests and the terminal simulator use it as is. No Django here.
 

@@ -1,8 +1,8 @@
 """Input validation for PayScore requests (terminal API, staff services' callers, management commands).
 
-Limits are WeChat's (seed 003, PROTOCOLS.md): service_introduction ≤20, attach ≤256, ≤100 post_payments, ≤30
-post_discounts, risk_fund.name ∈ DEPOSIT|ADVANCE|CASH_DEPOSIT|ESTIMATE_ORDER_COST, reason ≤50. Amounts are JSON
-integers in fen: "100", 1.0 and true are refused, never coerced.
+Limits are WeChat's (docs/protocols.md, "PayScore service orders"): service_introduction ≤20, attach ≤256,
+≤100 post_payments, ≤30 post_discounts, risk_fund.name ∈ DEPOSIT|ADVANCE|CASH_DEPOSIT|ESTIMATE_ORDER_COST,
+reason ≤50. Amounts are JSON integers in fen: "100", 1.0 and true are refused, never coerced.
 """
 
 from __future__ import annotations

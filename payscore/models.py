@@ -1,7 +1,7 @@
-"""WeChat PayScore (支付分) service orders made at face-pay terminals (seed 003), their append-only event log and
+"""WeChat PayScore (支付分) service orders made at face-pay terminals, their append-only event log and
 the raw PayScore notifications.
 
-Money is integer fen (BigIntegerField). The order mirrors WeChat's service order (PROTOCOLS.md "PayScore service
+Money is integer fen (BigIntegerField). The order mirrors WeChat's service order (docs/protocols.md, "PayScore service
 orders"); every change goes through `payscore.services` under a row lock and writes a ServiceOrderEvent.
 """
 
@@ -154,8 +154,9 @@ FINAL_STATES = (
 
 
 class PayscoreNotification(models.Model):
-    """A PayScore notification delivery, stored raw before anything else (STYLE §7). One row per delivery;
-    `notification_id` is set only on the delivery that was applied, so its uniqueness is the dedupe."""
+    """A PayScore notification delivery, stored raw before anything else (then verified, deduplicated, applied).
+    One row per delivery; `notification_id` is set only on the delivery that was applied, so its uniqueness is the
+    dedupe."""
 
     received_at = models.DateTimeField(auto_now_add=True)
     headers = models.JSONField(default=dict, help_text="The Wechatpay-* and content headers as received.")

@@ -1,6 +1,6 @@
 """Every write of PayScore service orders: create, complete, cancel, sync, refresh (query), notifications' effect.
 
-Pattern for every upstream call (STYLE §5, as in payments.services):
+Pattern for every upstream call (record the intent before the side effect, as in payments.services):
 1. under the row lock, check the state and record the intent (`pending_action`, a lease in `next_check_at` so the
    reconciler leaves the order alone while the call is in flight), commit;
 2. call WeChat without holding a transaction;
@@ -259,7 +259,7 @@ class CreateResult:
 
 
 def _service_id(merchant: Merchant) -> str:
-    # Seed 003: the PayScore service-order API is for direct merchants (适用对象:直连商户). A service provider's
+    # WeChat: the PayScore service-order API is for direct merchants (适用对象:直连商户). A service provider's
     # sub-merchant would need WeChat's separate partner API, which this product does not implement.
     if merchant.channel != Merchant.Channel.WECHAT_DIRECT:
         raise InvalidState(
@@ -385,7 +385,7 @@ def _send_create(*, order_id: int, actor: str) -> ServiceOrder:
 
 def _implied(action: str, data: Mapping[str, Any]) -> dict[str, Any]:
     """WeChat's answer to a successful action, completed with what the success itself implies (the cancel answer
-    carries no state; the seed's complete sample answers DOING with an empty state_description)."""
+    carries no state; WeChat's sample answer to complete is DOING with an empty state_description)."""
     snapshot = dict(data)
     if action == "complete" and snapshot.get("state") in (None, "", State.DOING):
         snapshot["state"], snapshot["state_description"] = State.DOING, Desc.MCH_COMPLETE
@@ -618,7 +618,7 @@ def service_order_complete(
         if data.get(key):
             request[key] = dict(data[key])
     if not order.time_range.get("end_time") and not request.get("time_range", {}).get("end_time"):
-        # Seed 003: an order created without an end time must be completed with one. Unless the caller names it,
+        # WeChat: an order created without an end time must be completed with one. Unless the caller names it,
         # the service ended now.
         request["time_range"] = {**request.get("time_range", {}), "end_time": china_timestamp(_now())}
     return _perform(

@@ -1,4 +1,4 @@
-"""A face-pay terminal running a PayScore (支付分) service order, played in software (seed 003's sequence):
+"""A face-pay terminal running a PayScore (支付分) service order, played in software (WeChat's face PayScore sequence):
 
     getWxpayfaceRawdata → face/authinfo → getUserPayScoreStatus(out_trade_no, service_id) (the sandbox's face
     helper stands in: openid + face_sid) → POST payscore/orders → [user confirms] → poll → POST …/complete →

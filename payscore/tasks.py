@@ -1,5 +1,5 @@
 """Thin Celery tasks: load by id, call a service. The services re-check state under the row lock, so a task
-delivered twice, late or concurrently does nothing harmful (STYLE §8)."""
+delivered twice, late or concurrently does nothing harmful."""
 
 from __future__ import annotations
 

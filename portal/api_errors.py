@@ -1,4 +1,4 @@
-"""One place that turns errors into the terminal API's body: {"code", "message", "details"} (DESIGN §7)."""
+"""One place that turns errors into the terminal API's body: {"code", "message", "details"}, with a fitting status."""
 
 from __future__ import annotations
 

@@ -190,7 +190,7 @@ class Store(models.Model):
 
 
 class Device(models.Model):
-    """A face-pay terminal. Its secret signs every terminal API request (DESIGN §7)."""
+    """A face-pay terminal. Its secret signs every terminal API request (HMAC-SHA256)."""
 
     store = models.ForeignKey(Store, on_delete=models.PROTECT, related_name="devices")
     device_id = models.CharField(

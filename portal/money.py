@@ -1,4 +1,4 @@
-"""Money as people type it in the console. Everything else handles integer fen only (STYLE §3)."""
+"""Money as people type it in the console. Everything else handles integer fen only, never floats."""
 
 from decimal import Decimal, InvalidOperation
 

@@ -18,7 +18,7 @@ class Action(enum.StrEnum):
     REFUND = "refund"
     REVERSE = "reverse"
     REFRESH = "refresh"  # ask the channel about a payment or PayScore order now
-    RESOLVE = "resolve"  # settle an ATTENTION payment: service-provider staff's work (DESIGN §1), not the merchant's
+    RESOLVE = "resolve"  # settle an ATTENTION payment: service-provider staff's work, not the merchant's
     PAYSCORE = "payscore"  # complete / cancel / sync PayScore orders
     ERASE_MEMBER = "erase_member"
     VIEW_AUDIT = "view_audit"

@@ -1,4 +1,4 @@
-"""OpenAPI description of the terminal authentication scheme (DESIGN §7)."""
+"""OpenAPI description of the terminal authentication scheme (docs/protocols.md, "Terminal API")."""
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 

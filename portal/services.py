@@ -1,4 +1,4 @@
-"""Writes of the merchant domain. Every state change goes through a function here (STYLE §1)."""
+"""Writes of the merchant domain. Every state change goes through a function here."""
 
 from __future__ import annotations
 
@@ -353,7 +353,7 @@ def _merchant_errors(*, channel: str, provider: ServiceProvider | None, values: 
         if values.get(field) and not pattern.fullmatch(values[field]):
             errors[field] = message
     if values.get("payscore_service_id") and channel != Merchant.Channel.WECHAT_DIRECT:
-        # Seed 003: the PayScore service-order API serves direct merchants only (适用对象:直连商户).
+        # WeChat: the PayScore service-order API serves direct merchants only (适用对象:直连商户).
         errors.setdefault("payscore_service_id", "PayScore is for direct WeChat Pay merchants only.")
     if channel == Merchant.Channel.WECHAT_DIRECT:
         for field in ("appid", "mch_id"):

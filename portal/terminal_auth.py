@@ -1,4 +1,4 @@
-"""Device authentication for the terminal API (DESIGN §7).
+"""Device authentication for the terminal API (docs/protocols.md, "Terminal API").
 
     Authorization: TERMINAL-HMAC-SHA256 device="<device_id>",timestamp="<unix seconds>",nonce="<16-32 chars>",
                    signature="<base64>"

@@ -1,7 +1,8 @@
 """What every upstream call returns, whatever the protocol.
 
-Gateways never raise for upstream or network trouble: they classify it (DESIGN.md §5 rule 2) so a service can
-decide between "done", "failed", "try again" and "find out what happened" without knowing the wire format.
+Gateways never raise for upstream or network trouble: they classify it (a lost answer to a call that moves money is
+UNKNOWN, never a failure) so a service can decide between "done", "failed", "try again" and "find out what
+happened" without knowing the wire format.
 """
 
 from __future__ import annotations

@@ -26,7 +26,8 @@ USER_AGENT = "facepay-portal-gateways/1.0"
 @dataclass(frozen=True)
 class Timeouts:
     """Per-call limits. `read` bounds the wait for the answer; money-moving calls should keep it short enough for
-    the query schedule (DESIGN.md §5 rule 3) and long enough for upstream's own processing (~10 s)."""
+    the query schedule (by default a query every 5 s for 30 s after the payment call) and long enough for
+    upstream's own processing (~10 s)."""
 
     connect: float = 3.0
     read: float = 10.0

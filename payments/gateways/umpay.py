@@ -1,7 +1,7 @@
 """UMF / 联动优势 service-provider platform (JSON over HTTP POST): wxface, micropay, queryOrder, cancelOrder,
 refund, refundQuery, plus the trade notification sent to backUrl.
 
-Signature rules (PROTOCOLS.md "UMF", checked against UMF's published examples signed with the test keys):
+Signature rules (docs/protocols.md, "UMF"; checked against UMF's published examples signed with the test keys):
 - request:      SHA1withRSA over `k1=v1&k2=v2` of the sorted non-empty fields except `signature`;
 - response:     SHA1withRSA over `v1|v2|…`, VALUES of the sorted non-null, non-"" fields except `signature`;
 - notification: form-encoded, signature field `sign`, same values-only rule with `sign` left out (it is the
@@ -334,7 +334,8 @@ def _finish(result: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
 
 
 # Payment-changing calls whose respCode leaves the result open: 02 user paying, 62 entering password,
-# 04 unknown, 01000000 "sync the status" (PROTOCOLS.md). Everything else but "00" is a definite failure.
+# 04 unknown, 01000000 "sync the status" (docs/protocols.md, "UMF"). Everything else but "00" is a definite
+# failure.
 PENDING_CODES = frozenset({"02", "62", "04", "01000000"})
 
 
@@ -427,7 +428,7 @@ def query_order(
     client: httpx.Client | None = None,
     timeouts: Timeouts = DEFAULT_TIMEOUTS,
 ) -> QueryOrderResult:
-    """pay/queryOrder (seed 002's "3.4 订单状态同步"): respCode 00 means the query worked, origRespCode is the
+    """pay/queryOrder (UMF's "订单状态同步", order status sync): respCode 00 means the query worked, origRespCode is the
     payment's state."""
     fields = {"orderNo": order_no, "transactionId": transaction_id}
     result, data = _call(config, "pay/queryOrder", fields, client=client, timeouts=timeouts, changes_state=False)

@@ -1,6 +1,6 @@
 """WeChat Pay API v2 (XML): face authinfo, micropay, orderquery, reverse, refund, refundquery.
 
-Rules from PROTOCOLS.md "WeChat Pay API v2": MD5 / HMAC-SHA256 `sign` over the sorted non-empty fields plus
+Rules (docs/protocols.md, "WeChat Pay API v2"): MD5 / HMAC-SHA256 `sign` over the sorted non-empty fields plus
 `&key=`; responses verified over every returned field; `return_code` is the transport layer, `result_code` the
 business layer.
 """
@@ -443,7 +443,7 @@ def get_wxpayface_authinfo(
     return FaceAuthinfoResult(**base, authinfo=authinfo, expires_in=_int(answer.fields.get("expires_in")))
 
 
-# micropay err_codes after which the user may have been charged (seed 001's 支付结果未知 rows).
+# micropay err_codes after which the user may have been charged (WeChat marks them 支付结果未知, result unknown).
 MICROPAY_UNKNOWN_CODES = frozenset({"SYSTEMERROR", "BANKERROR", "USERPAYING"})
 
 

@@ -1,7 +1,7 @@
 """WeChat Pay API v3 (JSON): request signing, response/notification verification, PayScore, facemch users.
 
-Rules from PROTOCOLS.md "WeChat Pay API v3". Both sides of the protocol live here because the sandbox
-(payments/sandbox) must speak it exactly: build_authorization / verify_response for the merchant side,
+Rules: docs/protocols.md, "WeChat Pay API v3". Both sides of the protocol live here because the sandbox app
+must speak it exactly: build_authorization / verify_response for the merchant side,
 verify_request_authorization / sign_response / encrypt_notification_resource for the stand-in platform.
 """
 

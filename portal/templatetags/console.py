@@ -1,4 +1,4 @@
-"""Console display helpers. Money arrives as integer fen and is only formatted here (STYLE §3)."""
+"""Console display helpers. Money arrives as integer fen and is only formatted here (never floats)."""
 
 from django import template
 from django.utils.html import format_html

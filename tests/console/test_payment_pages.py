@@ -227,7 +227,7 @@ def test_staff_is_read_only_but_reviewer_resolves_attention(client, two_shops):
 
     login(client, users["staff_a"])
     assert client.post(f"/payments/{stuck.pk}/resolve", {"outcome": "FAILED", "note": "x"}).status_code == 403
-    # Settling an anomaly is the service provider's work (DESIGN §1): the merchant admin may ask the channel, not
+    # Settling an anomaly is the service provider's work: the merchant admin may ask the channel, not
     # record the outcome of its own payment.
     login(client, users["admin_a"])
     html = client.get(f"/payments/{stuck.pk}/").content.decode()

@@ -1,4 +1,4 @@
-"""POST /api/terminal/v1/members/activations: every activateWxpayfaceMember result (seed 004) and what the terminal
+"""POST /api/terminal/v1/members/activations: every activateWxpayfaceMember result and what the terminal
 is told to do next."""
 
 import pytest

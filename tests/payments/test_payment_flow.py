@@ -302,7 +302,7 @@ def test_umpay_face_pay_sends_face_flag(make_shop):
 
 @pytest.mark.parametrize("back_url", ["http://pay.example.com/notify/umpay/", ""])
 def test_umpay_back_url_is_sent_only_as_plain_http(make_shop, settings, back_url):
-    """UMF accepts only an http:// backUrl (seed 002); with none configured (an https-only site) none is sent and the
+    """UMF accepts only an http:// backUrl; with none configured (an https-only site) none is sent and the
     payment is settled by the answer and the queries as always."""
     settings.UMPAY_BACK_URL = back_url
     shop = make_shop(Merchant.Channel.UMPAY)

@@ -54,7 +54,7 @@ def test_full_refund_inside_the_window_is_a_reverse(shop, monkeypatch):
     assert full.kind == Refund.Kind.REVERSE
     shop.run_worker(5)
     full.refresh_from_db()
-    assert (full.status, sent) == (Refund.Status.PENDING, [])  # seed 001: no reverse within 15 s of the payment
+    assert (full.status, sent) == (Refund.Status.PENDING, [])  # WeChat: no reverse within 15 s of the payment
     shop.run_worker(15)
     full.refresh_from_db()
     payment = shop.payment(order["out_trade_no"])

@@ -1,6 +1,6 @@
-"""Seed 003's sequence against the sandbox: create → the user confirms (signed, encrypted notification) → complete →
-the user pays (notification) → DONE with the collection paid; plus cancel, sync, idempotent create and the GET
-refresh."""
+"""WeChat's face PayScore sequence against the sandbox: create → the user confirms (signed, encrypted
+notification) → complete → the user pays (notification) → DONE with the collection paid; plus cancel, sync,
+idempotent create and the GET refresh."""
 
 import pytest
 
@@ -170,7 +170,7 @@ def test_failed_unionid_lookup_is_recorded_not_fatal(ps):
 
 
 def test_complete_names_an_end_time_when_the_create_had_none(ps):
-    """Seed 003: 创建订单未填写服务结束时间,则完结的时候,服务结束时间必填.
+    """WeChat: an order created without an end time must be completed with one (服务结束时间必填).
     Unless the caller names one, the service ended at the complete; an end time the caller gives is sent as given."""
     import json
 

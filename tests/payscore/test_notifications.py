@@ -127,7 +127,7 @@ def test_notification_for_an_unknown_order_is_refused(ps):
 
 
 def test_service_provider_merchants_get_no_payscore_orders(make_shop, monkeypatch):
-    """Seed 003: the PayScore service-order API is for direct merchants (适用对象:直连商户). A sub-merchant's order
+    """WeChat: the PayScore service-order API is for direct merchants (适用对象:直连商户). A sub-merchant's order
     would be created under the provider's own mch_id, so it is refused before anything is stored or sent."""
     from payscore import services
     from portal.models import Merchant

@@ -1,4 +1,4 @@
-"""The PayScore terminal simulator plays seed 003's whole sequence against the sandbox."""
+"""The PayScore terminal simulator plays WeChat's whole face PayScore sequence against the sandbox."""
 
 import httpx
 import pytest

@@ -1,4 +1,4 @@
-"""Device authentication of the terminal API: every failure has its status and stable code (DESIGN §7)."""
+"""Device authentication of the terminal API: every failure has its status and stable code."""
 
 import json
 import time

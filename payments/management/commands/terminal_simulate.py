@@ -19,7 +19,7 @@ class Command(BaseCommand):
         parser.add_argument("--scenario", default="", help="a sandbox scenario name; sets the amount's last digits")
         parser.add_argument("--server", default="http://127.0.0.1:8000")
         parser.add_argument("--count", type=int, default=1)
-        parser.add_argument("--payscore", action="store_true", help="run a PayScore service order (seed 003)")
+        parser.add_argument("--payscore", action="store_true", help="run a PayScore service order")
         parser.add_argument("--member", action="store_true", help="identify a member, then activate the card")
 
     def handle(self, *args, device, secret, amount, method, scenario, server, count, payscore, member, **options):

@@ -53,7 +53,7 @@ MICROPAY_SIGNATURE = (
     "Wdv98O5GMHp70uAAB/cI5EQrt1HRlM6Lb9VyL1f5BE1FthlSZYKlSvS8hOn3ZaDzN7z4N+4ijHI="
 )
 
-# 1.3.5 验签: a query-style response with a number, "" and null fields.
+# UMF's published verification example (验签): a query-style response with a number, "" and null fields.
 QUERY_RESPONSE = (
     '{"respCode": "00", "respMsg": "处理成功", "signature": "ggIIULxcVDrLZzM2Xl0+aMRKlv4VgoZNw/eRWTHdn2w1YFcuoGjq23Aa'
     "dIezOMftMvYIvJ/m5P5X2z2+vsSm71vnnsKjgHsBdzSxRVQiYgS4IJg7vNNHEb1vbZY/LulqSFHwDtPp1yHg9syw8/qyFP6dAmBqO27wsLIGrJJvrP"

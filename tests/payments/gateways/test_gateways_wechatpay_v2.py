@@ -9,7 +9,7 @@ from payments.gateways import wechatpay_v2 as v2
 from payments.gateways.base import Outcome
 from tests.payments.gateways.gateway_fakes import RecordingV2Server, mock_client, raising
 
-# WeChat's published signing example (PROTOCOLS.md "Published example (official docs)").
+# WeChat's published signing example (its official signing documentation).
 PUBLISHED_FIELDS = {
     "appid": "wxd930ea5d5a258f4f",
     "mch_id": "10000100",

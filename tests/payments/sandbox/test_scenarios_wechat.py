@@ -45,7 +45,7 @@ def test_101_userpaying_then_success(wechat_merchant, http_client, sandbox_clock
 def test_102_userpaying_never_paid_refuses_the_reverse_until_wechat_closes_it(
     wechat_merchant, http_client, sandbox_clock
 ):
-    """Seed 001: an order the user is still paying cannot be reversed (USERPAYING); PROTOCOLS: WeChat revokes an
+    """WeChat: an order the user is still paying cannot be reversed (USERPAYING), and WeChat revokes an
     unpaid quick-pay order after 45 s — after that the reverse succeeds."""
     assert pay(http_client, 1102).code == "USERPAYING"
     sandbox_clock.advance(20)

@@ -160,7 +160,8 @@ def test_tampered_request_and_unknown_merchant(umpay_config, umf_merchant_key_de
 
 
 def test_a_back_url_not_starting_with_http_is_refused(umpay_config, http_client, sandbox_clock):
-    """Seed 002, backUrl: 必须以 http://开始 — an https address is a parameter error, and nothing is charged."""
+    """UMF: backUrl must start with http:// (必须以 http://开始) — an https address is a parameter error, and
+    nothing is charged."""
     result = pay(umpay_config, http_client, order_no="U-HTTPS", back_url="https://pay.example.com/notify/umpay/")
     assert (result.code, result.message) == ("00060701", "backUrl必须以http://开始")
     assert not SandboxUmpayOrder.objects.filter(order_no="U-HTTPS").exists()

@@ -24,7 +24,7 @@ def create_request(out_order_no: str = "PS1", **overrides) -> v3.PayscoreCreateR
         "out_order_no": out_order_no,
         "service_id": SERVICE_ID,
         "service_introduction": "充电宝租借",
-        # With an end time: seed 003 requires one at the latest when completing.
+        # With an end time: WeChat requires one at the latest when completing.
         "time_range": v3.TimeRange(start_time="OnAccept", end_time="20301231235959"),
         "risk_fund": v3.RiskFund(name="DEPOSIT", amount=10000),
         "notify_url": NOTIFY_URL,
@@ -334,7 +334,7 @@ def test_facemch_user(config, wechat_provider, merchant_keys, http_client, sandb
     assert sp_result.union_id == result.union_id and sp_result.sub_openid
     bad_sub = v3_config(wechat_provider, merchant_keys, sub_mchid="1999999999")
     assert v3.facemch_user(bad_sub, sid, client=http_client, clock=sandbox_clock.timestamp).code == "NO_AUTH"
-    # Seed 003: sub_mchid 服务商模式下必填 — the provider asking for itself is refused, as WeChat would.
+    # WeChat: sub_mchid is required in service-provider mode — the provider asking for itself is refused.
     no_sub = v3.facemch_user(
         v3_config(wechat_provider, merchant_keys), sid, client=http_client, clock=sandbox_clock.timestamp
     )
