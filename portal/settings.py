@@ -191,7 +191,7 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 
-# --- Terminal authentication (DESIGN §7) ---
+# --- Terminal authentication ---
 TERMINAL_TIMESTAMP_WINDOW_SECONDS = env.int("TERMINAL_TIMESTAMP_WINDOW_SECONDS", default=300)
 
 # --- Celery ---
@@ -223,7 +223,7 @@ CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=8)
 CELERY_BEAT_SCHEDULE_FILENAME = env.str("CELERY_BEAT_SCHEDULE_FILE", default=str(VAR_DIR / "celerybeat-schedule"))
 CELERY_BEAT_SCHEDULE = {
     # Re-drives every payment and refund whose next check is overdue: a lost task or a killed worker delays
-    # resolution by at most this period, never loses it (DESIGN §5 rule 5).
+    # resolution by at most this period, never loses it.
     "sweep-payments": {"task": "payments.tasks.sweep", "schedule": 5.0},
     # Re-queries PayScore orders whose state may have moved, so a lost notification never leaves them wrong.
     "payscore-reconcile": {"task": "payscore.tasks.reconcile", "schedule": 30.0},
@@ -237,7 +237,7 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
-# --- Upstreams (DESIGN §9) ---
+# --- Upstreams ---
 # The built-in stand-in for WeChat Pay and UMF. Never on by accident in production: with DEBUG off it mounts only
 # when SANDBOX_ENABLED=force, and any other "on" value stops the start-up.
 SANDBOX_ENABLED = env.str("SANDBOX_ENABLED", default="true" if DEBUG else "false").lower()
@@ -247,7 +247,7 @@ SANDBOX_MOUNTED = SANDBOX_ENABLED in ("true", "1", "yes", "force")
 # Where WeChat and UMF send notifications (PayScore notify_url, UMF backUrl): production must name it.
 PUBLIC_BASE_URL = _required_in_production("PUBLIC_BASE_URL", "http://127.0.0.1:8000")
 _sandbox_base = PUBLIC_BASE_URL.rstrip("/") + "/sandbox"
-# UMF's backUrl must start with http:// (seed 002). With an https-only PUBLIC_BASE_URL none is sent — notifications
+# UMF's backUrl must start with http:// (UMF's rule). With an https-only PUBLIC_BASE_URL none is sent — notifications
 # only bring a query forward; the scheduled queries settle every payment — unless a plain-HTTP address that reaches
 # /notify/umpay/ is configured here.
 _umpay_back_default = PUBLIC_BASE_URL.rstrip("/") + "/notify/umpay/" if PUBLIC_BASE_URL.startswith("http://") else ""
@@ -273,13 +273,13 @@ UMPAY_API_BASE = env.str(
     default=f"{_sandbox_base}/umpay" if _sandbox_on else "http://provider.umfintech.com/entry-provider-plat-client",
 )
 
-# --- Payment lifecycle (DESIGN §5; seconds) ---
+# --- Payment lifecycle (seconds; docs/architecture.md, "Payment states") ---
 UPSTREAM_CONNECT_TIMEOUT = env.float("UPSTREAM_CONNECT_TIMEOUT", default=3.0)
 UPSTREAM_READ_TIMEOUT = env.float("UPSTREAM_READ_TIMEOUT", default=10.0)  # queries, reverses, refunds
 PAYMENT_CALL_TIMEOUT = env.float("PAYMENT_CALL_TIMEOUT", default=10.0)  # micropay: past this the outcome is unknown
 PAYMENT_WAIT_SECONDS = env.float("PAYMENT_WAIT_SECONDS", default=5.0)  # POST payments waits this long, then PAYING
 # WeChat closes a quick-pay order the user never paid this long after the call; a reverse refused with USERPAYING is
-# asked again just after it (PROTOCOLS.md).
+# asked again just after it.
 PAYMENT_UNPAID_CLOSE_SECONDS = env.float("PAYMENT_UNPAID_CLOSE_SECONDS", default=45.0)
 PAYMENT_LONG_POLL_MAX_SECONDS = env.float("PAYMENT_LONG_POLL_MAX_SECONDS", default=20.0)  # cap of GET ?wait=
 # Without PostgreSQL's LISTEN (the embedded SQLite default, or while the listener reconnects) a waiting request
