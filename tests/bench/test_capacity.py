@@ -4,8 +4,9 @@ import asyncio
 import json
 import math
 import random
+from urllib.parse import parse_qsl, urlsplit
 
-import httpx
+import aiohttp
 import pytest
 
 from bench import capacity
@@ -174,34 +175,55 @@ def test_the_open_files_limit_is_raised_only_when_too_low(monkeypatch):
     assert set_to == [(3000, 4096), (4096, 4096)]
 
 
+class _Answer:
+    """What the stand-in server answers: an HTTP status, a JSON body, headers."""
+
+    def __init__(self, status: int, body: dict, headers: dict | None = None):
+        self.status, self.body, self.headers = status, body, headers or {}
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc_info):
+        return False
+
+    async def read(self) -> bytes:
+        return json.dumps(self.body).encode()
+
+
+class _Session:
+    """The part of aiohttp.ClientSession the load generator uses, answering `answers` in turn (an exception is
+    raised as the client would raise it)."""
+
+    def __init__(self, answers, seen):
+        self.answers, self.seen = answers, seen
+
+    def request(self, method, url, data=None, headers=None):
+        parts = urlsplit(url)
+        self.seen.append((method, parts.path, dict(parse_qsl(parts.query)), data or b""))
+        assert headers["Authorization"].startswith("TERMINAL-HMAC-SHA256 ")  # every request is device-signed
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
 def _sequence(monkeypatch, answers):
     """payment_sequence against a stand-in server answering `answers` in turn: (its record, what the server saw and
     the terminal slept, the bodies it posted)."""
     seen = []
 
-    def server(request: httpx.Request) -> httpx.Response:
-        seen.append((request.method, request.url.path, dict(request.url.params), request.content))
-        answer = answers.pop(0)
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
-
     async def no_wait(seconds):
         seen.append(("slept", seconds))
 
     monkeypatch.setattr(capacity.asyncio, "sleep", no_wait)
-
-    async def run():
-        async with httpx.AsyncClient(base_url="http://app", transport=httpx.MockTransport(server)) as client:
-            return await capacity.payment_sequence(client, {"device_id": "D1", "secret": "s"}, 1101)
-
-    record = asyncio.run(run())
+    record = asyncio.run(capacity.payment_sequence(_Session(answers, seen), {"device_id": "D1", "secret": "s"}, 1101))
     posted = [json.loads(step[3]) for step in seen if step[0] == "POST"]
     return record, seen, posted
 
 
 def _order(status, final):
-    return httpx.Response(200, json={"status": status, "is_final": final})
+    return _Answer(200, {"status": status, "is_final": final})
 
 
 def test_a_payment_long_polls_until_its_answer_is_final(monkeypatch):
@@ -221,9 +243,7 @@ def test_a_payment_long_polls_until_its_answer_is_final(monkeypatch):
 
 
 def test_a_refused_payment_is_sent_again_after_retry_after(monkeypatch):
-    busy = httpx.Response(
-        503, json={"code": "CHANNEL_BUSY", "message": "m", "details": {}}, headers={"Retry-After": "1"}
-    )
+    busy = _Answer(503, {"code": "CHANNEL_BUSY", "message": "m", "details": {}}, {"Retry-After": "1"})
     record, seen, posted = _sequence(monkeypatch, [busy, _order("SUCCESS", True)])
 
     assert [s[0] for s in seen] == ["POST", "slept", "POST"] and seen[1] == ("slept", 1.0)
@@ -232,16 +252,16 @@ def test_a_refused_payment_is_sent_again_after_retry_after(monkeypatch):
 
 
 def test_a_payment_whose_post_was_lost_is_looked_up(monkeypatch):
-    not_found = httpx.Response(404, json={"code": "NOT_FOUND", "message": "m", "details": {}})
-    record, seen, _ = _sequence(monkeypatch, [httpx.ReadTimeout("lost"), not_found])
+    not_found = _Answer(404, {"code": "NOT_FOUND", "message": "m", "details": {}})
+    record, seen, _ = _sequence(monkeypatch, [TimeoutError(), not_found])
 
     assert [s[0] for s in seen] == ["POST", "slept", "GET"]
     assert record.pop("number").startswith("CAP")
     assert record == {"seconds": None, "status": "NOT_CREATED", "errors": ["timeout", "HTTP 404 NOT_FOUND"],
                       "requests": 2}  # fmt: skip
 
-    record, _, _ = _sequence(monkeypatch, [httpx.ConnectError("refused"), _order("SUCCESS", True)])
-    assert record["status"] == "SUCCESS" and record["errors"] == ["connection: ConnectError"]
+    record, _, _ = _sequence(monkeypatch, [aiohttp.ClientConnectionError("refused"), _order("SUCCESS", True)])
+    assert record["status"] == "SUCCESS" and record["errors"] == ["connection: ClientConnectionError"]
 
 
 def test_healthy_payments_leave_out_those_whose_own_call_timed_out():
