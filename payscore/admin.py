@@ -8,24 +8,8 @@ from django.contrib import admin, messages
 
 from payscore import services
 from payscore.models import PayscoreNotification, ServiceOrder, ServiceOrderEvent
+from portal.admin import ReadOnlyAdmin
 from portal.errors import DomainError
-from portal.selectors import scope_queryset
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    scope_path = "merchant"
-
-    def get_queryset(self, request):
-        return scope_queryset(super().get_queryset(request), request.user, self.scope_path)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False  # financial records and their history are kept
 
 
 class ServiceOrderEventInline(admin.TabularInline):

@@ -20,8 +20,28 @@ from portal.models import (
     StaffMembership,
     Store,
 )
+from portal.selectors import scope_queryset
 
 admin.site.login_form = AdminSignInForm  # the same limit on failed sign-ins as the console
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows only the services write (orders, their events, raw notifications): shown, never added, changed or
+    deleted here, and to non-superusers only within their scope (`scope_path`: the lookup to the merchant)."""
+
+    scope_path = "merchant"
+
+    def get_queryset(self, request):
+        return scope_queryset(super().get_queryset(request), request.user, self.scope_path)
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # financial records and their history are kept
 
 
 class CredentialsForm(forms.ModelForm):
