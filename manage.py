@@ -1,9 +1,7 @@
 #!/usr/bin/env python
-import os
-import sys
+"""Django's management commands from a source checkout (an installed project runs `facepay` or `python -m portal`)."""
+
+from portal.__main__ import main
 
 if __name__ == "__main__":
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
-    from django.core.management import execute_from_command_line
-
-    execute_from_command_line(sys.argv)
+    main()

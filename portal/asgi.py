@@ -1,4 +1,4 @@
-"""The ASGI application: what the web tier serves (deploy/gunicorn.conf.py runs it on uvicorn workers)."""
+"""The ASGI application: what the web tier serves (portal/gunicorn_conf.py runs it on uvicorn workers)."""
 
 import gc
 import os

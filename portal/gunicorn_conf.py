@@ -1,9 +1,10 @@
 """The web tier's configuration: gunicorn supervising uvicorn workers that serve the ASGI application.
 
-Production, `make bench` and `make faults` all start the web tier with this file (the `web` line of the Procfile
-next to it). A waiting terminal (`POST payments` waiting for an outcome, `GET payments/{no}?wait=`) costs a coroutine
-and a subscription entry, not a worker: the waiting part of those views is async and is woken by the state change's
-notification (payments.wakeup). Settings come from the environment:
+Production, `make bench` and `make faults` all start the web tier with this module (`--config
+python:portal.gunicorn_conf`, the `web` line of deploy/Procfile); it is part of the package, so an installed project
+starts the same way from any directory. A waiting terminal (`POST payments` waiting for an outcome,
+`GET payments/{no}?wait=`) costs a coroutine and a subscription entry, not a worker: the waiting part of those views
+is async and is woken by the state change's notification (portal.wakeup). Settings come from the environment:
 
     WEB_BIND        address to listen on (default 0.0.0.0:8000)
     WEB_WORKERS     uvicorn worker processes (default: the number of CPU cores)

@@ -10,11 +10,20 @@ import environ
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
-BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = BASE_DIR / "var"  # local state of the embedded default: SQLite file, broker folders
+PACKAGE_DIR = Path(__file__).resolve().parent
+# A source checkout keeps the project's shared templates, static files and translations at its top, next to the
+# apps; an installed wheel carries them inside this package (pyproject: portal/site/). An installed project's
+# working directory is where it runs from: its .env and var/ are there unless configured.
+_checkout = PACKAGE_DIR.parent
+IS_CHECKOUT = (_checkout / "manage.py").is_file() and (_checkout / "templates").is_dir()
+BASE_DIR = _checkout if IS_CHECKOUT else Path.cwd()
+ASSETS_DIR = _checkout if IS_CHECKOUT else PACKAGE_DIR / "site"
 
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+# Local state of the embedded default: SQLite file, broker folders, beat schedule, collected static files.
+VAR_DIR = Path(env.str("VAR_DIR", default=str(BASE_DIR / "var")))
 
 # "development" (default) or "production". Production has no secret defaults and never runs with DEBUG on.
 DJANGO_ENV = env.str("DJANGO_ENV", default="development")
@@ -88,7 +97,7 @@ WSGI_APPLICATION = "portal.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        "DIRS": [ASSETS_DIR / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -146,19 +155,25 @@ LOGOUT_REDIRECT_URL = "portal:login"
 
 LANGUAGE_CODE = "zh-hans"
 LANGUAGES = [("zh-hans", "简体中文"), ("en", "English")]
-LOCALE_PATHS = [BASE_DIR / "locale"]
+LOCALE_PATHS = [ASSETS_DIR / "locale"]
 TIME_ZONE = "Asia/Shanghai"  # display and upstream yyyyMMddHHmmss formats; the database stores UTC
 USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATICFILES_DIRS = [BASE_DIR / "static"]
+STATICFILES_DIRS = [ASSETS_DIR / "static"]
 STATIC_ROOT = env.path("STATIC_ROOT", default=str(VAR_DIR / "staticfiles"))
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = IS_PRODUCTION
 CSRF_COOKIE_SECURE = IS_PRODUCTION
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if IS_PRODUCTION else None
+# Production serves the console and the terminal API over TLS only (the proxy terminates it): browsers are told so
+# for a year. Set 0 while a host is still reachable over plain HTTP for people.
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=365 * 24 * 3600 if IS_PRODUCTION else 0)
+# No redirect to HTTPS in the application: UMF posts its notifications to an http:// backUrl (/notify/umpay/), which
+# a redirect would break; the proxy redirects the other paths.
+SILENCED_SYSTEM_CHECKS = ["security.W008"]
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
@@ -205,6 +220,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
         "data_folder_in": str(CELERY_BROKER_FOLDER / "queue"),
         "data_folder_out": str(CELERY_BROKER_FOLDER / "queue"),
         "processed_folder": str(CELERY_BROKER_FOLDER / "processed"),
+        "control_folder": str(CELERY_BROKER_FOLDER / "control"),  # the exchange tables; kombu's default is ./control
         "store_processed": False,
     }
     if CELERY_BROKER_URL.startswith("filesystem")

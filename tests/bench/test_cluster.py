@@ -11,14 +11,14 @@ from bench.cluster import Cluster, parse_procfile, with_this_python
 
 def test_procfile_lines_become_arguments():
     text = """# the production processes
-web: gunicorn portal.asgi:application --config deploy/gunicorn.conf.py
+web: gunicorn portal.asgi:application --config python:portal.gunicorn_conf
 
 worker: celery --app portal worker --loglevel INFO  # a comment, as for the shell
 beat:celery --app portal beat --schedule "/var/lib/facepay/beat schedule"
 """
 
     assert parse_procfile(text) == {
-        "web": ["gunicorn", "portal.asgi:application", "--config", "deploy/gunicorn.conf.py"],
+        "web": ["gunicorn", "portal.asgi:application", "--config", "python:portal.gunicorn_conf"],
         "worker": ["celery", "--app", "portal", "worker", "--loglevel", "INFO"],
         "beat": ["celery", "--app", "portal", "beat", "--schedule", "/var/lib/facepay/beat schedule"],
     }  # fmt: skip
@@ -54,7 +54,7 @@ def test_python_programs_run_with_this_interpreter():
 def test_every_process_comes_from_the_procfile_with_its_settings_in_the_environment(tmp_path, monkeypatch):
     procfile = tmp_path / "Procfile"
     procfile.write_text(
-        "web: gunicorn portal.asgi:application --config deploy/gunicorn.conf.py\n"
+        "web: gunicorn portal.asgi:application --config python:portal.gunicorn_conf\n"
         "worker: celery --app portal worker --pool threads\n"
         "beat: celery --app portal beat\n"
     )
@@ -68,7 +68,7 @@ def test_every_process_comes_from_the_procfile_with_its_settings_in_the_environm
 
     processes = run.processes
     assert list(processes) == ["app", "sandbox", "worker0", "worker1", "beat"]
-    web = [sys.executable, "-m", "gunicorn", "portal.asgi:application", "--config", "deploy/gunicorn.conf.py"]
+    web = [sys.executable, "-m", "gunicorn", "portal.asgi:application", "--config", "python:portal.gunicorn_conf"]
     assert processes["app"].command == processes["sandbox"].command == web
     for name, port, workers in (("app", run.app_port, "3"), ("sandbox", run.sandbox_port, "2")):
         env = processes[name].env

@@ -41,8 +41,8 @@ class Command(BaseCommand):
         python = sys.executable
         settings.VAR_DIR.mkdir(parents=True, exist_ok=True)
         commands = {
-            # The production web tier's own configuration, one worker process (deploy/gunicorn.conf.py).
-            "web": [python, "-m", "gunicorn", "portal.asgi:application", "--config", "deploy/gunicorn.conf.py"],
+            # The production web tier's own configuration, one worker process (portal/gunicorn_conf.py).
+            "web": [python, "-m", "gunicorn", "portal.asgi:application", "--config", "python:portal.gunicorn_conf"],
             "worker": [
                 python,
                 "-m",
