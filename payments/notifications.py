@@ -15,8 +15,10 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from payments import services
 from payments.gateways import umpay
 from payments.models import Payment, PaymentEvent, PaymentStatus, Refund, UmpayNotification
+from portal import jobs
 from portal.models import Merchant
 from portal.selectors import signing_credentials_for
 
@@ -96,10 +98,8 @@ def umpay_notification(request: HttpRequest) -> JsonResponse:
         record.processed_at = now
         record.result = "applied"
         record.save(update_fields=["is_verified", "processed_at", "result"])
-    from payments.tasks import process_refund_task, resolve_payment_task
-
     if refund is not None:
-        transaction.on_commit(lambda: process_refund_task.delay(refund.pk))
+        jobs.enqueue_on_commit(services.PROCESS_REFUND_TASK, refund.pk)
     else:
-        transaction.on_commit(lambda: resolve_payment_task.delay(payment.pk))
+        jobs.enqueue_on_commit(services.RESOLVE_PAYMENT_TASK, payment.pk)
     return JsonResponse({"respCode": "00", "respMsg": "success"})

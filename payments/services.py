@@ -28,13 +28,16 @@ from payments.channels import Answer
 from payments.gateways.base import Outcome
 from payments.gateways.umpay import CHINA_TZ
 from payments.models import Payment, PaymentEvent, PaymentStatus, Refund
-from portal import wakeup
+from portal import jobs, wakeup
 from portal.errors import Conflict, InvalidInput, InvalidState, UpstreamUnavailable
 from portal.models import Device, Merchant
 from portal.services import audit_record
 
 S = PaymentStatus
 Actor = PaymentEvent.Actor
+# The workers' tasks (payments/tasks.py) that drive a payment / a refund one step on; queued by name (portal.jobs).
+RESOLVE_PAYMENT_TASK = "payments.tasks.resolve_payment"
+PROCESS_REFUND_TASK = "payments.tasks.process_refund"
 
 OUT_TRADE_NO = re.compile(r"^[0-9A-Za-z_\-|*]{1,32}$")
 WECHAT_CODE = re.compile(r"^1[0-5]\d{16}$")  # 18 digits starting 10-15
@@ -313,10 +316,8 @@ def _mark_paid(
 
 
 def _schedule_resolution(payment: Payment) -> None:
-    from payments.tasks import resolve_payment_task
-
     countdown = max(0.0, (payment.next_check_at - _now()).total_seconds()) if payment.next_check_at else 0
-    transaction.on_commit(lambda: resolve_payment_task.apply_async(args=[payment.pk], countdown=countdown))
+    jobs.enqueue_on_commit(RESOLVE_PAYMENT_TASK, payment.pk, countdown=countdown)
 
 
 # --- resolution: query, then reverse -------------------------------------------------------------------------------
@@ -618,10 +619,8 @@ def refund_create(
 
 
 def _schedule_refund(refund: Refund) -> None:
-    from payments.tasks import process_refund_task
-
     countdown = max(0.0, (refund.next_check_at - _now()).total_seconds()) if refund.next_check_at else 0
-    transaction.on_commit(lambda: process_refund_task.apply_async(args=[refund.pk], countdown=countdown))
+    jobs.enqueue_on_commit(PROCESS_REFUND_TASK, refund.pk, countdown=countdown)
 
 
 def _locked_refund(refund_id: int) -> tuple[Payment, Refund]:

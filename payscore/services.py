@@ -31,6 +31,7 @@ from payments.gateways.base import Outcome, redact
 from payments.gateways.http import Timeouts
 from payments.services import china_timestamp
 from payscore.models import FINAL_STATES, ServiceOrder, ServiceOrderEvent
+from portal import jobs
 from portal.errors import Conflict, DomainError, InvalidInput, InvalidState
 from portal.models import Device, Merchant
 from portal.services import audit_record
@@ -42,6 +43,8 @@ Desc = ServiceOrder.StateDescription
 Collection = ServiceOrder.Collection
 Pending = ServiceOrder.PendingAction
 Actor = ServiceOrderEvent.Actor
+# The workers' task (payscore/tasks.py) that re-queries a service order; queued by name (portal.jobs).
+REFRESH_ORDER_TASK = "payscore.tasks.refresh_order"
 
 WECHAT_STATES = {State.CREATED, State.DOING, State.DONE, State.REVOKED, State.EXPIRED}
 
@@ -468,10 +471,8 @@ def _settle_pending(order: ServiceOrder) -> None:
 
 
 def _schedule_refresh(order: ServiceOrder) -> None:
-    from payscore.tasks import refresh_order_task
-
     countdown = max(0.0, (order.next_check_at - _now()).total_seconds()) if order.next_check_at else 0
-    transaction.on_commit(lambda: refresh_order_task.apply_async(args=[order.pk], countdown=countdown))
+    jobs.enqueue_on_commit(REFRESH_ORDER_TASK, order.pk, countdown=countdown)
 
 
 # --- unionid (face_sid → facemch) ------------------------------------------------------------------------------
