@@ -430,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
 
         from django.core.management import call_command
 
-        from portal.management.commands.seed_demo import DEMO_PASSWORD
+        from sandbox.management.commands.seed_demo import DEMO_PASSWORD
 
         call_command("seed_demo", stdout=io.StringIO())  # its output names demo secrets: never printed
         specs = [] if args.capacity_only else prepare(cluster, args.terminals)

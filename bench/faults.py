@@ -258,8 +258,8 @@ def collect_invariants():
 
     from bench.invariants import PaymentRow, RefundRow, check
     from payments.models import Payment, Refund
-    from payments.sandbox.models import SandboxUmpayOrder, SandboxWechatOrder
-    from payments.sandbox.services import sandbox_ledger
+    from sandbox.models import SandboxUmpayOrder, SandboxWechatOrder
+    from sandbox.services import sandbox_ledger
 
     payments = [
         PaymentRow(no, status, total, refunded, reserved, next_check is not None)
@@ -429,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
                 process.start()
         say(f"load done in {load_seconds:.0f} s: {dict(stats.outcomes)}")
 
-        from payments.sandbox.models import SandboxWechatMerchant
+        from sandbox.models import SandboxWechatMerchant
 
         fuzz_device = devices[0]
         say("bad input: schemathesis against the terminal API (device-signed)")

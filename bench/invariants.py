@@ -1,6 +1,6 @@
 """The fault run's invariants, as pure functions over plain rows (tested in tests/bench/test_invariants.py).
 
-`ours` are the product's payments and refunds, `ledger` is `payments.sandbox.services.sandbox_ledger()`: the
+`ours` are the product's payments and refunds, `ledger` is `sandbox.services.sandbox_ledger()`: the
 upstream's own order book, which records what really happened whatever answers were lost on the way.
 """
 

@@ -68,7 +68,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",  # the schema viewer's assets, served locally (no CDN)
     "portal",
     "payments",
-    "payments.sandbox",  # models always installed; URLs mounted only when SANDBOX_ENABLED allows
+    "sandbox",  # models always installed; URLs mounted only when SANDBOX_ENABLED allows
     "payscore",
     "members",
 ]
@@ -278,7 +278,7 @@ if UMPAY_BACK_URL and not UMPAY_BACK_URL.startswith("http://"):
 if SANDBOX_MOUNTED:
     # The sandbox's notifications (PayScore, UMF backUrl) go out with retries like the real services'.
     CELERY_BEAT_SCHEDULE["sandbox-notifications"] = {
-        "task": "payments.sandbox.tasks.deliver_notifications",
+        "task": "sandbox.tasks.deliver_notifications",
         "schedule": 5.0,
     }
 _sandbox_on = SANDBOX_MOUNTED
@@ -333,11 +333,11 @@ PAYSCORE_RECONCILE_PAYING_SECONDS = env.float("PAYSCORE_RECONCILE_PAYING_SECONDS
 PAYSCORE_RECONCILE_CREATED_SECONDS = env.float("PAYSCORE_RECONCILE_CREATED_SECONDS", default=600)  # CREATED orders
 PAYSCORE_EXPIRY_DAYS = 30  # WeChat expires CREATED orders after 30 days
 
-# --- Sandbox timing (seconds; see payments/sandbox/SCENARIOS.md) ---
+# --- Sandbox timing (seconds; see sandbox/SCENARIOS.md) ---
 SANDBOX_SETTLE_SECONDS = env.float("SANDBOX_SETTLE_SECONDS", default=10)  # USERPAYING → paid/failed after this
 SANDBOX_REFUND_SECONDS = env.float("SANDBOX_REFUND_SECONDS", default=5)  # refund PROCESSING → SUCCESS after this
 SANDBOX_TIMEOUT_SLEEP_SECONDS = env.float("SANDBOX_TIMEOUT_SLEEP_SECONDS", default=15)  # > the 10 s read timeout
-# Chaos mode for fault runs: "<fraction>[:kind,kind…]" of money calls misbehave (payments/sandbox/chaos.py). Off.
+# Chaos mode for fault runs: "<fraction>[:kind,kind…]" of money calls misbehave (sandbox/chaos.py). Off.
 SANDBOX_CHAOS = env.str("SANDBOX_CHAOS", default="")
 SANDBOX_CHAOS_DELAY_SECONDS = env.float("SANDBOX_CHAOS_DELAY_SECONDS", default=2)  # longest chaos "delay"
 # In the embedded demo the sandbox's PayScore users confirm and pay by themselves (tests choose per order).

@@ -49,4 +49,4 @@ handler404 = "portal.api_errors.page_not_found"
 handler500 = "portal.api_errors.server_error"
 
 if settings.SANDBOX_MOUNTED:
-    urlpatterns.append(path("sandbox/", include("payments.sandbox.urls")))
+    urlpatterns.append(path("sandbox/", include("sandbox.urls")))

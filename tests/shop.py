@@ -16,12 +16,12 @@ import pytest
 
 from payments import channels, services
 from payments.models import Payment
-from payments.sandbox import services as sandbox_services
-from payments.sandbox.connect import sandbox_connect_merchant
 from payments.terminal_client import TerminalClient
 from portal import credentials as cred
 from portal.models import Merchant
 from portal.services import credentials_update
+from sandbox import services as sandbox_services
+from sandbox.connect import sandbox_connect_merchant
 from tests.factories import MerchantFactory, ServiceProviderFactory, StoreFactory, make_device
 from tests.sandbox_time import FakeClock, SandboxTransport
 
@@ -106,7 +106,7 @@ def _make_merchant(channel: str) -> Merchant:
 def make_shop(db, wsgi_transport, monkeypatch, settings):
     monkeypatch.setattr(sandbox_services, "generate_key_and_certificate", cached_key_and_certificate)
     clock = FakeClock()
-    from payments.sandbox import clock as sandbox_clock
+    from sandbox import clock as sandbox_clock
 
     monkeypatch.setattr(sandbox_clock, "now", clock.now)
     monkeypatch.setattr(sandbox_clock, "sleep", clock.sleep)

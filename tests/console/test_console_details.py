@@ -220,7 +220,7 @@ def test_unionid_lookup_does_not_log_the_face_sid(settings, monkeypatch, wsgi_tr
     import httpx
 
     from payments import channels
-    from payments.sandbox import identity
+    from sandbox import identity
     from tests.members.conftest import configure_wechat_credentials
 
     settings.WECHATPAY_API_BASE = "http://testserver/sandbox/wechatpay"

@@ -10,11 +10,11 @@ from django.utils import timezone
 
 from payments import services
 from payments.models import Payment, Refund
-from payments.sandbox.connect import sandbox_connect_merchant
 from payments.simulator import run_payment
 from payments.terminal_client import TerminalClient
 from portal import credentials as cred
 from portal.models import Device, Merchant, StaffMembership
+from sandbox.connect import sandbox_connect_merchant
 from tests.factories import PASSWORD, ServiceProviderFactory, make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -4,10 +4,10 @@ import httpx
 import pytest
 
 from payments import channels
-from payments.sandbox.services import sandbox_register_wechat_merchant
 from payments.terminal_client import TerminalClient
 from portal import services as portal_services
 from portal.credentials import generate_key_and_certificate
+from sandbox.services import sandbox_register_wechat_merchant
 from tests.factories import StoreFactory, make_device
 
 

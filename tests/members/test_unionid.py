@@ -7,7 +7,7 @@ import pytest
 
 from members.models import Member, MemberEvent
 from payments import channels
-from payments.sandbox import identity
+from sandbox import identity
 from tests.factories import MerchantFactory, StoreFactory
 from tests.members.conftest import configure_wechat_credentials
 

@@ -62,7 +62,7 @@ def _notification(shop, order_no, key, **changes):
 
 
 def test_umpay_notification_is_verified_stored_and_triggers_a_query(make_shop, client):
-    from payments.sandbox.services import _umpay_identity  # the sandbox's UMF key signs like UMF would
+    from sandbox.services import _umpay_identity  # the sandbox's UMF key signs like UMF would
 
     shop = make_shop(Merchant.Channel.UMPAY)
     order = shop.pay(2201)
@@ -88,7 +88,7 @@ def test_umpay_notification_is_verified_stored_and_triggers_a_query(make_shop, c
 def test_umpay_notification_goes_to_the_provider_it_names(make_shop, client, acq_sp_id):
     """acqMerId is unique per provider only. A notification's acqSpId picks the provider; without it, an acqMerId
     two providers share is refused as ambiguous (the scheduled queries settle the payment anyway)."""
-    from payments.sandbox.services import _umpay_identity
+    from sandbox.services import _umpay_identity
 
     shop = make_shop(Merchant.Channel.UMPAY)
     # Another provider onboarded a merchant with the same acqMerId (and has the same order number).

@@ -10,8 +10,8 @@ import pytest
 
 from payments import services
 from payments.models import Payment
-from payments.sandbox.services import sandbox_ledger
 from portal.models import ChannelCredentials, Merchant
+from sandbox.services import sandbox_ledger
 
 pytestmark = pytest.mark.django_db
 

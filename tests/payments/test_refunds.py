@@ -7,9 +7,9 @@ from payments import channels, services
 from payments.channels import Answer
 from payments.gateways.base import Outcome
 from payments.models import Refund
-from payments.sandbox.services import sandbox_ledger
 from portal.errors import Conflict, InvalidInput, InvalidState
 from portal.models import AuditLog, ChannelCredentials, Merchant, StaffMembership
+from sandbox.services import sandbox_ledger
 from tests.factories import make_user
 
 pytestmark = pytest.mark.django_db

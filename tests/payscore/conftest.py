@@ -10,10 +10,10 @@ import httpx
 import pytest
 
 from payments import channels
-from payments.sandbox import services as sandbox
 from payscore import services
 from payscore.models import ServiceOrder
 from portal.models import Merchant
+from sandbox import services as sandbox
 from tests.shop import Shop
 
 SERVICE_ID = "500001"

@@ -2,8 +2,8 @@
 
 import pytest
 
-from payments.sandbox import services as sandbox
 from payscore.models import PayscoreNotification, ServiceOrder
+from sandbox import services as sandbox
 from tests.payments.test_concurrency_pg import run_together
 
 pytestmark = pytest.mark.django_db(transaction=True)

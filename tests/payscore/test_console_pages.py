@@ -2,8 +2,8 @@
 
 import pytest
 
-from payments.sandbox import services as sandbox
 from portal.models import AuditLog, StaffMembership
+from sandbox import services as sandbox
 from tests.factories import PASSWORD, make_user
 
 pytestmark = pytest.mark.django_db

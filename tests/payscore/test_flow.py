@@ -4,8 +4,8 @@ idempotent create and the GET refresh."""
 
 import pytest
 
-from payments.sandbox import services as sandbox
 from payscore.models import PayscoreNotification, ServiceOrderEvent
+from sandbox import services as sandbox
 
 pytestmark = pytest.mark.django_db
 
@@ -145,7 +145,7 @@ def test_unknown_order_is_404(ps):
 
 
 def test_unionid_lookup_by_face_sid(ps):
-    from payments.sandbox import identity
+    from sandbox import identity
 
     user = "12345678"
     openid = identity.openid_for(user, ps.merchant.appid)
@@ -191,8 +191,8 @@ def test_complete_names_an_end_time_when_the_create_had_none(ps):
 
 
 def test_sandbox_refuses_a_complete_without_an_end_time_like_wechat(ps):
-    from payments.sandbox import payscore as sandbox_payscore
-    from payments.sandbox.models import SandboxPayscoreOrder
+    from sandbox import payscore as sandbox_payscore
+    from sandbox.models import SandboxPayscoreOrder
 
     assert ps.create().status_code == 201
     sandbox.sandbox_payscore_user_confirm("PS0001")

@@ -6,10 +6,10 @@ import json
 import httpx
 import pytest
 
-from payments.sandbox import outbox
-from payments.sandbox import services as sandbox
-from payments.sandbox.models import SandboxWechatMerchant
 from payscore.models import PayscoreNotification, ServiceOrder, ServiceOrderEvent
+from sandbox import outbox
+from sandbox import services as sandbox
+from sandbox.models import SandboxWechatMerchant
 
 pytestmark = pytest.mark.django_db
 

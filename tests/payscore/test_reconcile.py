@@ -6,10 +6,10 @@ import httpx
 import pytest
 from django.core.management import call_command
 
-from payments.sandbox import services as sandbox
 from payscore import services, tasks
 from payscore.models import ServiceOrder
 from portal.models import AuditLog
+from sandbox import services as sandbox
 
 pytestmark = pytest.mark.django_db
 
@@ -56,7 +56,7 @@ def test_created_order_near_expiry_is_rechecked_and_expires(ps):
     assert services.service_orders_due(now=ps.clock.now()) == []
     ps.clock.advance(25 * 86400)
     ServiceOrder.objects.filter(pk=order.pk).update(created_at=ps.clock.now() - timedelta(days=30))
-    from payments.sandbox.models import SandboxPayscoreOrder
+    from sandbox.models import SandboxPayscoreOrder
 
     SandboxPayscoreOrder.objects.filter(out_order_no="PS0001").update(state="EXPIRED")
     assert services.service_orders_due(now=ps.clock.now()) == [order.pk]

@@ -2,8 +2,8 @@
 
 import pytest
 
-from payments.sandbox import services as sandbox
 from payscore.models import ServiceOrder, ServiceOrderEvent
+from sandbox import services as sandbox
 
 pytestmark = pytest.mark.django_db
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from cryptography.hazmat.primitives import serialization
 
-from payments.sandbox import services as sandbox
 from portal import credentials as cred
 from portal.models import Merchant
 from portal.selectors import signing_credentials_for
 from portal.services import credentials_update
+from sandbox import services as sandbox
 
 
 def _reveal(value) -> str:

@@ -11,8 +11,8 @@ import pytest
 from payments.gateways import umpay
 from payments.gateways.base import Outcome
 from payments.gateways.http import Timeouts
-from payments.sandbox import services
-from payments.sandbox.models import SandboxNotification, SandboxUmpayOrder
+from sandbox import services
+from sandbox.models import SandboxNotification, SandboxUmpayOrder
 
 from .conftest import ACQ_MER_ID, ACQ_SP_ID, AUTH_CODE, UMPAY_BASE
 

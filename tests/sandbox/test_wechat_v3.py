@@ -9,8 +9,8 @@ import pytest
 
 from payments.gateways import wechatpay_v3 as v3
 from payments.gateways.base import Outcome
-from payments.sandbox import services
-from payments.sandbox.models import SandboxNotification, SandboxPayscoreOrder
+from sandbox import services
+from sandbox.models import SandboxNotification, SandboxPayscoreOrder
 
 from .conftest import API_V3_KEY, MCH_ID, WX_BASE, v3_config
 

@@ -2,7 +2,7 @@
 
 Everything time-dependent in the sandbox (USERPAYING that settles after N seconds, refunds that finish later,
 notification retry schedules, the "answer after the client gave up" scenarios, v3 timestamp checks) goes through
-`now()` and `sleep()`. Tests monkeypatch both (see tests/payments/sandbox/conftest.py `sandbox_clock`) so those
+`now()` and `sleep()`. Tests monkeypatch both (see tests/sandbox/conftest.py `sandbox_clock`) so those
 scenarios run instantly and deterministically; production-like runs use the real clock.
 """
 

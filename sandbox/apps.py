@@ -2,6 +2,6 @@ from django.apps import AppConfig
 
 
 class SandboxConfig(AppConfig):
-    name = "payments.sandbox"
+    name = "sandbox"
     label = "sandbox"
     verbose_name = "Sandbox (stand-in for WeChat Pay and UMF)"

@@ -29,7 +29,7 @@ class Command(BaseCommand):
                 raise CommandError(f"No device {device!r} here; pass --secret.")
             secret = found.secret.reveal()
         if scenario:
-            from payments.sandbox.scenarios import UMF_AMOUNT_CODES, WECHAT_AMOUNT_CODES
+            from sandbox.scenarios import UMF_AMOUNT_CODES, WECHAT_AMOUNT_CODES
 
             codes = {
                 name.value: code for table in (WECHAT_AMOUNT_CODES, UMF_AMOUNT_CODES) for code, name in table.items()

@@ -3,7 +3,7 @@
 RSA keys are made once per session: the sandbox's own key generation is swapped for a session cache (one key per
 common name), so registering a merchant in every test costs nothing.
 
-Timing: `sandbox_clock` replaces payments.sandbox.clock.now/sleep. `sleep` advances the fake clock instead of
+Timing: `sandbox_clock` replaces sandbox.clock.now/sleep. `sleep` advances the fake clock instead of
 waiting, and `SandboxTransport` turns a sandbox sleep at least as long as the request's read timeout into
 httpx.ReadTimeout — what the client would see from a live server that answers too late, while the sandbox still
 commits the charge first.
@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives import serialization
 
 from payments.gateways import umpay, wechatpay_v2, wechatpay_v3
 from payments.gateways.keys import load_private_key
-from payments.sandbox import clock as sandbox_clock_module
-from payments.sandbox import services
+from sandbox import clock as sandbox_clock_module
+from sandbox import services
 from tests.payments.gateways.gateway_fakes import FIXTURES, KeyPair, make_key_pair
 from tests.sandbox_time import FakeClock, SandboxTransport
 

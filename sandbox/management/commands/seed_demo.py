@@ -70,7 +70,7 @@ class Command(BaseCommand):
 
         if settings.SANDBOX_MOUNTED:
             # The sandbox plays WeChat Pay and UMF: exchange keys with it as an operator would with the real ones.
-            from payments.sandbox.connect import sandbox_connect_merchant
+            from sandbox.connect import sandbox_connect_merchant
 
             for merchant in (direct, umf):
                 sandbox_connect_merchant(merchant)

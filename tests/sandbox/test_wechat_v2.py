@@ -6,8 +6,8 @@ import pytest
 
 from payments.gateways import wechatpay_v2 as v2
 from payments.gateways.base import Outcome
-from payments.sandbox import services
-from payments.sandbox.models import SandboxAuthinfo, SandboxWechatOrder
+from sandbox import services
+from sandbox.models import SandboxAuthinfo, SandboxWechatOrder
 
 from .conftest import API_V2_KEY, APPID, AUTH_CODE, MCH_ID, SUB_MCH_ID, WX_BASE, provider_v2_config, v2_config
 

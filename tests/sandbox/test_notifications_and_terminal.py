@@ -8,8 +8,8 @@ import pytest
 from payments.gateways import wechatpay_v2 as v2
 from payments.gateways import wechatpay_v3 as v3
 from payments.gateways.base import Outcome
-from payments.sandbox import outbox, services, tasks
-from payments.sandbox.models import SandboxNotification
+from sandbox import outbox, services, tasks
+from sandbox.models import SandboxNotification
 
 from .conftest import API_V3_KEY, v2_config, v3_config
 from .test_wechat_v3 import SERVICE_ID, create_request
@@ -78,7 +78,7 @@ def test_connection_error_counts_as_failed_attempt(confirmed):
 
 def test_celery_task_delivers(confirmed, monkeypatch):
     sent: list[dict] = []
-    monkeypatch.setattr("payments.sandbox.tasks.sandbox_deliver_due_notifications", lambda: sent.append({}) or 1)
+    monkeypatch.setattr("sandbox.tasks.sandbox_deliver_due_notifications", lambda: sent.append({}) or 1)
     assert tasks.deliver_notifications.apply().get() == 1 and sent == [{}]
 
 

@@ -7,8 +7,8 @@ import pytest
 from payments.gateways import wechatpay_v2 as v2
 from payments.gateways.base import Outcome
 from payments.gateways.http import Timeouts
-from payments.sandbox import services
-from payments.sandbox.models import SandboxWechatOrder
+from sandbox import services
+from sandbox.models import SandboxWechatOrder
 
 from .conftest import AUTH_CODE, v2_config
 

@@ -11,8 +11,8 @@ from django.test import RequestFactory
 from payments.gateways import umpay
 from payments.gateways import wechatpay_v2 as v2
 from payments.gateways.base import Outcome
-from payments.sandbox import chaos, services
-from payments.sandbox.models import SandboxUmpayOrder, SandboxWechatOrder
+from sandbox import chaos, services
+from sandbox.models import SandboxUmpayOrder, SandboxWechatOrder
 
 from .conftest import AUTH_CODE, v2_config
 

@@ -1,0 +1,135 @@
+"""The import rules of docs/architecture.md ("What may import what"), checked on the source.
+
+Every module of the five apps is parsed (not imported) and each of its `import` / `from … import` statements is
+resolved to a dotted name; the rules below name which app may import which, and which imports must stay inside a
+function (lazy) because they point upward for one feature.
+"""
+
+import ast
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+APPS = ("portal", "payments", "payscore", "members", "sandbox")
+PRODUCT = ("portal", "payments", "payscore", "members")
+
+
+@dataclass(frozen=True)
+class Import:
+    module: str  # the importing module, dotted
+    target: str  # the imported module, dotted and absolute
+    lazy: bool  # inside a function or method, not at module level
+
+    @property
+    def app(self) -> str:
+        return self.target.split(".")[0]
+
+    def __str__(self) -> str:
+        return f"{self.module} imports {self.target}{' (lazily)' if self.lazy else ''}"
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path) -> list[Import]:
+    module = _module_name(path)
+    package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
+    found: list[Import] = []
+
+    def visit(node: ast.AST, lazy: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            inner = lazy or isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda)
+            if isinstance(child, ast.Import):
+                found.extend(Import(module, alias.name, lazy) for alias in child.names)
+            elif isinstance(child, ast.ImportFrom):
+                if child.level:
+                    base = package[: len(package) - (child.level - 1)]
+                    target = ".".join(base + ([child.module] if child.module else []))
+                else:
+                    target = child.module or ""
+                found.append(Import(module, target, lazy))
+            visit(child, inner)
+
+    visit(ast.parse(path.read_text(encoding="utf-8"), filename=str(path)), False)
+    return found
+
+
+def _all_imports(*apps: str) -> list[Import]:
+    result = []
+    for app in apps:
+        for path in sorted((ROOT / app).rglob("*.py")):
+            if "migrations" not in path.parts:
+                result.extend(_imports(path))
+    return result
+
+
+def _violations(imports, rule) -> list[str]:
+    return [str(i) for i in imports if rule(i)]
+
+
+def test_the_parser_sees_the_imports_it_checks():
+    # The rules below are only as good as the parse: a known module-level and a known lazy import are found.
+    found = {(i.module, i.target, i.lazy) for i in _all_imports("portal", "members")}
+    assert ("portal.urls", "payments.urls", False) in found or ("portal.urls", "payments", False) in found
+    assert any(m == "members.services" and t.startswith("payscore") and lazy for m, t, lazy in found)
+
+
+def test_product_code_never_imports_the_sandbox():
+    assert _violations(_all_imports(*PRODUCT), lambda i: i.app == "sandbox") == []
+
+
+def test_gateways_import_no_django_and_no_app():
+    imports = [i for i in _all_imports("payments") if i.module.startswith("payments.gateways")]
+    assert imports, "the gateways package was not found"
+    assert (
+        _violations(
+            imports,
+            lambda i: i.app == "django" or (i.app in APPS and not i.target.startswith("payments.gateways")),
+        )
+        == []
+    )
+
+
+@pytest.mark.parametrize(
+    ("app", "forbidden"),
+    [
+        ("payments", {"payscore", "members"}),
+        ("payscore", {"members"}),
+    ],
+)
+def test_apps_depend_downward(app, forbidden):
+    assert _violations(_all_imports(app), lambda i: i.app in forbidden) == []
+
+
+def test_members_reaches_payscore_only_lazily():
+    assert _violations(_all_imports("members"), lambda i: i.app == "payscore" and not i.lazy) == []
+
+
+# portal's console and URL modules reach into the apps (the dashboard, onboarding's "test connection", the routes);
+# its domain modules - models, services, selectors, credentials, terminal authentication … - import no other app.
+PORTAL_MODULES_THAT_REACH_THE_APPS = {"portal.urls", "portal.views", "portal.views_onboarding"}
+
+
+def test_portal_domain_modules_import_no_other_app():
+    assert (
+        _violations(
+            _all_imports("portal"),
+            lambda i: i.app in set(APPS) - {"portal"} and i.module not in PORTAL_MODULES_THAT_REACH_THE_APPS,
+        )
+        == []
+    )
+
+
+def test_portal_views_reach_the_apps_only_lazily():
+    # Module-level imports from the console into the apps would make `portal` unimportable without them.
+    assert (
+        _violations(
+            _all_imports("portal"),
+            lambda i: i.app in set(APPS) - {"portal"} and i.module != "portal.urls" and not i.lazy,
+        )
+        == []
+    )
