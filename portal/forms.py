@@ -6,6 +6,7 @@ field) and views copy those errors onto the fields with `add_service_errors`.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 
 from django import forms
@@ -17,6 +18,7 @@ from django.core.exceptions import ValidationError
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from portal.client_address import client_address
 from portal.errors import InvalidInput
 from portal.models import Merchant
 
@@ -24,35 +26,50 @@ logger = logging.getLogger(__name__)
 
 
 class SignInLimit:
-    """Mixin for sign-in forms: after LOGIN_MAX_FAILURES wrong passwords for one username, or LOGIN_IP_MAX_FAILURES
-    from one address, within LOGIN_LOCKOUT_SECONDS, further attempts are refused without checking the password until
-    that time has passed since the last failure. Console and admin share it: their users move money and credentials.
-    Counted in the shared cache (Redis in production)."""
+    """Mixin for sign-in forms: failed sign-ins are counted three ways, and an attempt any of them refuses is answered
+    without the password being checked (docs/operations.md, "Sign-in limit"):
 
-    def _counters(self) -> list[tuple[str, int]]:
+    - one username from one client address: LOGIN_MAX_FAILURES, then that pair waits LOGIN_LOCKOUT_SECONDS;
+    - one client address, whatever the usernames: LOGIN_IP_MAX_FAILURES, then that address waits LOGIN_LOCKOUT_SECONDS;
+    - one username from every address together: LOGIN_USERNAME_MAX_FAILURES, then that username waits the shorter
+      LOGIN_USERNAME_LOCKOUT_SECONDS (guessing spread over many addresses).
+
+    Each wait runs from the last failure. One address can thus lock itself out, and a username from itself, but not
+    another address's sign-in: it reaches its own limits long before the username's shared one. The client address
+    is the one behind the trusted proxies (portal.client_address), not the proxy's own. Console and admin share it:
+    their users move money and credentials. Counted in the shared cache (Redis in production)."""
+
+    def _counters(self) -> list[tuple[str, int, int]]:
+        """(cache key, limit, lockout seconds) of each counter this attempt is under."""
         username = (self.data.get("username") or "").strip().lower()[:150]
-        address = self.request.META.get("REMOTE_ADDR", "") if self.request is not None else ""
+        # Hashed: a username may hold characters a cache key should not, and the cache need not hold names.
+        user = hashlib.sha256(username.encode()).hexdigest()[:32]
+        address = client_address(self.request) if self.request is not None else ""
+        lockout = settings.LOGIN_LOCKOUT_SECONDS
         return [
-            (f"signin-fail:user:{username}", settings.LOGIN_MAX_FAILURES),
-            (f"signin-fail:ip:{address}", settings.LOGIN_IP_MAX_FAILURES),
+            (f"signin-fail:user-ip:{user}:{address}", settings.LOGIN_MAX_FAILURES, lockout),
+            (f"signin-fail:ip:{address}", settings.LOGIN_IP_MAX_FAILURES, lockout),
+            (f"signin-fail:user:{user}", settings.LOGIN_USERNAME_MAX_FAILURES, settings.LOGIN_USERNAME_LOCKOUT_SECONDS),
         ]
 
     def clean(self):
         counters = self._counters()
-        if any((cache.get(key) or 0) >= limit for key, limit in counters):
-            logger.warning("Sign-in refused: too many failures for this username or address")
+        locked = [(key, timeout) for key, limit, timeout in counters if (cache.get(key) or 0) >= limit]
+        if locked:
+            which = ", ".join(key.split(":")[1] for key, _timeout in locked)
+            logger.warning("Sign-in refused: too many failures (%s limit)", which)
             raise ValidationError(
                 gettext("Too many failed sign-ins. Try again in %(minutes)s minutes.")
-                % {"minutes": max(1, round(settings.LOGIN_LOCKOUT_SECONDS / 60))},
+                % {"minutes": max(1, round(max(timeout for _key, timeout in locked) / 60))},
                 code="locked",
             )
         try:
             return super().clean()
         except ValidationError:
-            for key, _limit in counters:
-                if not cache.add(key, 1, timeout=settings.LOGIN_LOCKOUT_SECONDS):
+            for key, _limit, timeout in counters:
+                if not cache.add(key, 1, timeout=timeout):
                     cache.incr(key)
-                    cache.touch(key, settings.LOGIN_LOCKOUT_SECONDS)
+                    cache.touch(key, timeout)
             raise
 
 

@@ -4,6 +4,7 @@ Everything comes from the environment (django-environ). Development has safe def
 laptop with SQLite and no servers; production (DJANGO_ENV=production) refuses to start without its secrets.
 """
 
+import ipaddress
 from pathlib import Path
 
 import environ
@@ -145,10 +146,26 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 8}},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
-# Failed sign-ins (console and admin) before further attempts are refused, and for how long (portal.forms).
-LOGIN_MAX_FAILURES = env.int("LOGIN_MAX_FAILURES", default=10)  # per username
-LOGIN_IP_MAX_FAILURES = env.int("LOGIN_IP_MAX_FAILURES", default=30)  # per client address
-LOGIN_LOCKOUT_SECONDS = env.int("LOGIN_LOCKOUT_SECONDS", default=900)
+# Failed sign-ins (console and admin) before further attempts are refused, and for how long (portal.forms.SignInLimit).
+LOGIN_MAX_FAILURES = env.int("LOGIN_MAX_FAILURES", default=10)  # per username from one client address
+LOGIN_IP_MAX_FAILURES = env.int("LOGIN_IP_MAX_FAILURES", default=30)  # per client address, any usernames
+LOGIN_LOCKOUT_SECONDS = env.int("LOGIN_LOCKOUT_SECONDS", default=900)  # of those two
+# Per username from all addresses together (guessing spread over many addresses): a shorter lock, so that no one
+# address's failures lock a user out (it stops at LOGIN_MAX_FAILURES for a username).
+LOGIN_USERNAME_MAX_FAILURES = env.int("LOGIN_USERNAME_MAX_FAILURES", default=30)
+LOGIN_USERNAME_LOCKOUT_SECONDS = env.int("LOGIN_USERNAME_LOCKOUT_SECONDS", default=300)
+# The reverse proxies in front of the web tier (addresses or networks): a connection from one of them is counted
+# under the client address it reports in X-Forwarded-For, TRUSTED_PROXY_COUNT entries from the right (the number of
+# proxies that append to it). Empty: every connection is counted under its own address (portal.client_address).
+TRUSTED_PROXIES = [entry.strip() for entry in env.list("TRUSTED_PROXIES", default=[]) if entry.strip()]
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=1)
+for _proxy in TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_proxy, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(f"TRUSTED_PROXIES: {_proxy!r} is not an address or network") from None
+if TRUSTED_PROXY_COUNT < 1:
+    raise ImproperlyConfigured("TRUSTED_PROXY_COUNT must be at least 1")
 LOGIN_URL = "portal:login"
 LOGIN_REDIRECT_URL = "portal:home"
 LOGOUT_REDIRECT_URL = "portal:login"
