@@ -5,9 +5,11 @@
     signature = base64(HMAC-SHA256(device_secret,
                        METHOD \\n PATH_WITH_QUERY \\n timestamp \\n nonce \\n RAW_BODY \\n))
 
-Checks run in this order so nothing about a device leaks before its signature is proven: header shape, device
-exists, timestamp window, signature, nonce unused (a DB unique constraint, so replays are caught across processes),
-then device / store / merchant enabled.
+Checks run in this order so nothing about a device leaks before its signature is proven: header shape, timestamp
+window (before the device is looked up, so it answers alike for every device id), device exists and signature
+(one answer for both, SIGNATURE_INVALID: telling them apart would let anyone enumerate device ids; only the server
+log says which), nonce unused (a DB unique constraint, so replays are caught across processes), then device / store
+/ merchant enabled.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import re
 import time
 from collections.abc import Iterator
@@ -28,7 +31,13 @@ from rest_framework import authentication, exceptions
 
 from portal.models import Device, DeviceNonce
 
+logger = logging.getLogger(__name__)
+
 SCHEME = "TERMINAL-HMAC-SHA256"
+# The answer to an unknown device and to a wrong signature alike.
+_NOT_AUTHENTIC = ("SIGNATURE_INVALID", "The device id or the request signature is not valid.")
+# Signs for an unknown device, so that it costs what a known one does (no timing difference from the HMAC).
+_NO_SECRET = "no-such-device-secret-0000000000"
 _PARAM = re.compile(r'(\w+)="([^"]*)"')
 _NONCE = re.compile(r"^[0-9A-Za-z_\-]{16,32}$")
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
@@ -135,23 +144,26 @@ class DeviceSignatureAuthentication(authentication.BaseAuthentication):
         if not header:
             raise TerminalAuthFailed("AUTH_HEADER_MISSING", "This API needs a device-signed Authorization header.")
         params = parse_authorization(header)
-        try:
-            # get(), not first(): device_id is unique, and first()'s ORDER BY costs CPU on every request.
-            device = Device.objects.select_related("store__merchant__provider").get(device_id=params["device"])
-        except Device.DoesNotExist:
-            raise TerminalAuthFailed("DEVICE_UNKNOWN", "No device with this id is registered.") from None
-
         window = settings.TERMINAL_TIMESTAMP_WINDOW_SECONDS
         if abs(time.time() - int(params["timestamp"])) > window:
             raise TerminalAuthFailed("TIMESTAMP_EXPIRED", f"timestamp is more than {window} s from server time.")
 
-        secret, body = device.secret.reveal(), request._request.body
+        try:
+            # get(), not first(): device_id is unique, and first()'s ORDER BY costs CPU on every request.
+            device = Device.objects.select_related("store__merchant__provider").get(device_id=params["device"])
+        except Device.DoesNotExist:
+            device = None
+        secret, body = (device.secret.reveal() if device else _NO_SECRET), request._request.body
         for path in signed_paths(request._request):
             message = canonical_message(request.method, path, params["timestamp"], params["nonce"], body)
-            if hmac.compare_digest(compute_signature(secret, message), params["signature"]):
+            if hmac.compare_digest(compute_signature(secret, message), params["signature"]) and device:
                 break
         else:
-            raise TerminalAuthFailed("SIGNATURE_INVALID", "The request signature does not match.")
+            if device is None:
+                logger.warning("Terminal request refused: no device %r is registered", params["device"][:64])
+            else:
+                logger.warning("Terminal request refused: bad signature for device %s", device.device_id)
+            raise TerminalAuthFailed(*_NOT_AUTHENTIC)
 
         if not _record_nonce(device.pk, params["nonce"]):
             raise TerminalAuthFailed("NONCE_REPLAYED", "This nonce was already used; sign every request anew.")

@@ -47,14 +47,33 @@ def test_malformed_header_is_401(client):
     assert response.json()["code"] == "AUTH_HEADER_INVALID"
 
 
-def test_unknown_device_is_401(client):
-    response = signed_post(client, "NO-SUCH-DEVICE", "whatever-secret")
-    assert response.status_code == 401
-    assert response.json() == {
-        "code": "DEVICE_UNKNOWN",
-        "message": "No device with this id is registered.",
+def test_unknown_device_answers_exactly_like_a_wrong_signature(client, device_and_secret, caplog):
+    """Telling "no such device" from "wrong signature" would let anyone enumerate device ids: one answer for both;
+    only the server log tells them apart."""
+    device, secret = device_and_secret
+    with caplog.at_level("WARNING", logger="portal.terminal_auth"):
+        unknown = signed_post(client, "NO-SUCH-DEVICE", "whatever-secret")
+        wrong = signed_post(client, device.device_id, secret + "x")
+    expected = {
+        "code": "SIGNATURE_INVALID",
+        "message": "The device id or the request signature is not valid.",
         "details": {},
     }
+    assert (unknown.status_code, unknown.json()) == (401, expected)
+    assert (wrong.status_code, wrong.json()) == (401, expected)
+    assert unknown["WWW-Authenticate"] == wrong["WWW-Authenticate"] == "TERMINAL-HMAC-SHA256"
+    messages = [record.getMessage() for record in caplog.records]
+    assert "Terminal request refused: no device 'NO-SUCH-DEVICE' is registered" in messages
+    assert f"Terminal request refused: bad signature for device {device.device_id}" in messages
+
+
+def test_a_stale_timestamp_answers_alike_for_unknown_and_known_devices(client, device_and_secret):
+    device, secret = device_and_secret
+    stale = int(time.time()) - 3600
+    unknown = signed_post(client, "NO-SUCH-DEVICE", "whatever-secret", timestamp=stale)
+    known = signed_post(client, device.device_id, secret + "x", timestamp=stale)
+    assert (unknown.status_code, unknown.json()) == (known.status_code, known.json())
+    assert known.json()["code"] == "TIMESTAMP_EXPIRED"
 
 
 def test_wrong_secret_is_401(client, device_and_secret):
