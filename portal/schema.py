@@ -1,6 +1,16 @@
-"""OpenAPI description of the terminal authentication scheme (docs/protocols.md, "Terminal API")."""
+"""OpenAPI description of the terminal authentication scheme (docs/protocols.md, "Terminal API"), and who may read
+the schema and its viewers."""
 
+from functools import wraps
+
+from django.conf import settings
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.http import JsonResponse
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
+
+from portal.api_errors import error_body
+from portal.permissions import Action, can
 
 
 class DeviceSignatureScheme(OpenApiAuthenticationExtension):
@@ -39,3 +49,26 @@ def add_terminal_errors(result, generator, request, public):
             for status, description in _TERMINAL_ERRORS.items():
                 operation["responses"].setdefault(status, {**error, "description": description})
     return result
+
+
+def staff_only_unless_public(view, *, viewer: bool):
+    """`/api/schema/` and its viewers: open to anyone while API_SCHEMA_PUBLIC (development), otherwise to signed-in
+    console staff only. Without a sign-in a viewer redirects to the console's sign-in page and the schema answers a
+    JSON 403 LOGIN_REQUIRED (a session is no HTTP authentication scheme a 401 could name); a signed-in user who is
+    not console staff gets 403 FORBIDDEN."""
+
+    @wraps(view)
+    def wrapped(request, *args, **kwargs):
+        user = getattr(request, "user", None)
+        if settings.API_SCHEMA_PUBLIC or can(user, Action.VIEW):
+            return view(request, *args, **kwargs)
+        signed_in = user is not None and user.is_authenticated
+        if viewer:
+            if signed_in:
+                raise PermissionDenied("The API schema is for console staff.")
+            return redirect_to_login(request.get_full_path())
+        if signed_in:
+            return JsonResponse(error_body("FORBIDDEN", "The API schema is for console staff."), status=403)
+        return JsonResponse(error_body("LOGIN_REQUIRED", "Sign in to the console to read the API schema."), status=403)
+
+    return wrapped

@@ -210,6 +210,9 @@ REST_FRAMEWORK = {
         "device": env.str("TERMINAL_THROTTLE_RATE", default="120/min"),
     },
 }
+# /api/schema/ and its viewers: open to anyone in development; in production only to signed-in console staff
+# (the schema maps every endpoint and error code of the API).
+API_SCHEMA_PUBLIC = env.bool("API_SCHEMA_PUBLIC", default=not IS_PRODUCTION)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Face-pay terminal API",
     "DESCRIPTION": (

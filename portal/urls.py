@@ -10,6 +10,7 @@ from payments import urls as payment_urls
 from payscore import console_urls as payscore_console_urls
 from payscore import urls as payscore_urls
 from portal import api, health, onboarding_urls, views
+from portal.schema import staff_only_unless_public
 
 terminal_v1 = [
     path("heartbeat", api.HeartbeatApi.as_view(), name="heartbeat"),
@@ -39,9 +40,18 @@ urlpatterns = [
     path("api/terminal/v1/", include((terminal_v1, "terminal"))),
     path("api/staff/v1/", include((payment_urls.staff_v1, "staff"))),
     path("notify/", include(([*payment_urls.notify, *payscore_urls.notify], "notify"))),
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/schema/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="schema-docs"),
-    path("api/schema/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="schema-redoc"),
+    # Public in development; in production for signed-in console staff only (API_SCHEMA_PUBLIC).
+    path("api/schema/", staff_only_unless_public(SpectacularAPIView.as_view(), viewer=False), name="schema"),
+    path(
+        "api/schema/docs/",
+        staff_only_unless_public(SpectacularSwaggerView.as_view(url_name="schema"), viewer=True),
+        name="schema-docs",
+    ),
+    path(
+        "api/schema/redoc/",
+        staff_only_unless_public(SpectacularRedocView.as_view(url_name="schema"), viewer=True),
+        name="schema-redoc",
+    ),
 ]
 
 
