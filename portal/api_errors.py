@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import DisallowedHost, RequestDataTooBig
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, JsonResponse
 from django.views import defaults
 from rest_framework import exceptions, status
@@ -91,6 +91,18 @@ def exception_handler(exc, context):
 # Django's own error pages, for what never reaches a DRF view (an unknown path, a crash): JSON in the API's shape
 # under /api/ and /notify/ (machines read those), the usual HTML pages elsewhere.
 _MACHINE_PREFIXES = ("/api/", "/notify/")
+
+
+def bad_request(request, exception):
+    """Django's 400 (handler400): a request refused before any view, above all a Host header not in ALLOWED_HOSTS
+    (DisallowedHost, raised by the first `request.get_host()`). The answer never repeats the refused host."""
+    if request.path.startswith(_MACHINE_PREFIXES):
+        if isinstance(exception, DisallowedHost):
+            body = error_body("HOST_NOT_ALLOWED", "This host name is not served here.")
+        else:
+            body = error_body("BAD_REQUEST", "The request could not be understood.")
+        return JsonResponse(body, status=400)
+    return defaults.bad_request(request, exception)
 
 
 def page_not_found(request, exception):

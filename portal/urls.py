@@ -55,6 +55,7 @@ urlpatterns = [
 ]
 
 
+handler400 = "portal.api_errors.bad_request"
 handler404 = "portal.api_errors.page_not_found"
 handler500 = "portal.api_errors.server_error"
 
