@@ -188,14 +188,17 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if IS_PRODUCTION e
 # Production serves the console and the terminal API over TLS only (the proxy terminates it): browsers are told so
 # for a year. Set 0 while a host is still reachable over plain HTTP for people.
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=365 * 24 * 3600 if IS_PRODUCTION else 0)
-# No redirect to HTTPS in the application: UMF posts its notifications to an http:// backUrl (/notify/umpay/), which
-# a redirect would break; the proxy redirects the other paths.
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
 # Subdomains and the browsers' preload list are commitments about the operator's whole domain, not about this
 # service: both stay off unless the operator turns them on, and Django's reminders about them (W005, W021) are
 # silenced with the redirect's (W008).
 SILENCED_SYSTEM_CHECKS = ["security.W005", "security.W008", "security.W021"]
+# The proxy redirects plain HTTP to HTTPS; the application does not by default (SECURE_SSL_REDIRECT off). Turned on,
+# it never redirects UMF's notifications, which UMF posts to an http:// backUrl (/notify/umpay/) and would not follow,
+# nor /healthz, which load balancers ask over plain HTTP.
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+SECURE_REDIRECT_EXEMPT = [r"^notify/umpay/", r"^healthz$"]
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],

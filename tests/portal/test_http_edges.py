@@ -1,4 +1,4 @@
-"""What the web tier answers before any view: a Host it does not serve."""
+"""What the web tier answers before any view: a Host it does not serve, plain HTTP when the HTTPS redirect is on."""
 
 import asyncio
 
@@ -55,3 +55,15 @@ def test_under_asgi_the_terminal_api_chain_answers_json_too(served_hosts):
 
     response = asyncio.run(send())
     assert (response.status_code, response.json()["code"]) == (400, "HOST_NOT_ALLOWED")
+
+
+def test_with_the_https_redirect_on_umf_notifications_and_healthz_stay_on_plain_http(client, settings):
+    """UMF posts its notifications to an http:// backUrl and does not follow redirects; load balancers ask /healthz
+    over plain HTTP. Everything else is redirected."""
+    settings.SECURE_SSL_REDIRECT = True
+    assert client.get("/login/").status_code == 301
+    assert client.get("/login/")["Location"] == "https://testserver/login/"
+    assert client.post("/api/terminal/v1/heartbeat").status_code == 301
+    notification = client.post("/notify/umpay/", data={"orderId": "X"})
+    assert notification.status_code != 301 and "Location" not in notification
+    assert client.get("/healthz").status_code != 301
