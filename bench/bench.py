@@ -432,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
 
         from sandbox.management.commands.seed_demo import DEMO_PASSWORD
 
-        call_command("seed_demo", stdout=io.StringIO())  # its output names demo secrets: never printed
+        call_command("seed_demo", "--allow-in-production", stdout=io.StringIO())  # output names secrets: not printed
         specs = [] if args.capacity_only else prepare(cluster, args.terminals)
         devices = capacity.register_devices(args.capacity_devices)
         console = capacity.Console(cluster.app_url, capacity.CONSOLE_USER, DEMO_PASSWORD)

@@ -109,7 +109,7 @@ def prepare_devices(terminals: int) -> list[dict[str, str]]:
     from portal import services
     from portal.models import Merchant, Store
 
-    call_command("seed_demo", stdout=io.StringIO())  # its output names demo secrets: never printed
+    call_command("seed_demo", "--allow-in-production", stdout=io.StringIO())  # output names demo secrets: never printed
     stores = {
         Merchant.Channel.WECHAT_DIRECT: Store.objects.get(store_id="SZ-NS-001"),
         Merchant.Channel.UMPAY: Store.objects.get(store_id="BJ-HD-001"),

@@ -222,10 +222,17 @@ def test_demo_data_and_the_laptop_runner_refuse_a_real_production(settings):
         call_command("seed_demo", stdout=io.StringIO())
     with pytest.raises(CommandError, match="laptop"):
         call_command("run_embedded", stdout=io.StringIO())
-    assert not get_user_model().objects.filter(username="admin").exists()
-    # A production-shaped cluster whose upstream is the sandbox (make bench / make faults) may seed.
+    # The bench-only flag does not make a real production (no sandbox upstream) seed either.
+    with pytest.raises(CommandError, match="only for a cluster whose upstream is the sandbox"):
+        call_command("seed_demo", "--allow-in-production", stdout=io.StringIO())
+    # Production settings with the sandbox forced on, without the flag: still refused.
     settings.SANDBOX_MOUNTED = True
-    call_command("seed_demo", stdout=io.StringIO())
+    with pytest.raises(CommandError, match="pass --allow-in-production"):
+        call_command("seed_demo", stdout=io.StringIO())
+    assert not get_user_model().objects.filter(username="admin").exists()
+    # A production-shaped cluster whose upstream is the sandbox (make bench / make faults, wheel-check) seeds when it
+    # passes the flag.
+    call_command("seed_demo", "--allow-in-production", stdout=io.StringIO())
     assert get_user_model().objects.filter(username="admin").exists()
 
 

@@ -25,12 +25,33 @@ def _random_key(length: int = 32) -> str:
 class Command(BaseCommand):
     help = "Create (or keep) the demo provider, merchants, store, devices and console users, and print how to log in."
 
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--allow-in-production",
+            action="store_true",
+            help=(
+                "Benchmark, fault-run and wheel-check clusters only: seed under production settings (DJANGO_ENV="
+                "production), which is refused otherwise. Also needs the sandbox as the upstream (SANDBOX_ENABLED="
+                "force). Never on a real deployment: the demo logins have a published password."
+            ),
+        )
+
     @transaction.atomic
     def handle(self, *args, **options):
-        if settings.IS_PRODUCTION and not settings.SANDBOX_MOUNTED:
+        if settings.IS_PRODUCTION:
             # Its logins have a published password. A production-shaped cluster that plays the upstream with the
-            # sandbox (make bench / make faults) may seed; a real deployment may not.
-            raise CommandError("seed_demo creates logins with a published password: not in production.")
+            # sandbox (make bench / make faults, scripts/wheel-check) may seed when it says so; a real deployment
+            # may not, whatever its sandbox setting.
+            if not options["allow_in_production"]:
+                raise CommandError(
+                    "seed_demo creates logins with a published password: not under production settings "
+                    "(benchmark and fault-run clusters pass --allow-in-production)."
+                )
+            if not settings.SANDBOX_MOUNTED:
+                raise CommandError(
+                    "seed_demo creates logins with a published password: --allow-in-production is only for a "
+                    "cluster whose upstream is the sandbox (SANDBOX_ENABLED=force)."
+                )
         provider, _ = ServiceProvider.objects.get_or_create(
             code="demo-sp",
             defaults={
