@@ -394,9 +394,10 @@ def _apply_query(payment: Payment, answer: Answer, now: datetime) -> None:
     if answer.outcome is Outcome.SUCCESS:
         _mark_paid(payment, answer, actor=Actor.WORKER, now=now)
         return
-    if answer.outcome is Outcome.REJECTED and answer.code != "ORDERNOTEXIST":
-        # Closed, revoked or failed upstream: definitely not charged. (ORDERNOTEXIST right after a timed-out call
-        # may only mean WeChat has not recorded it yet, so it keeps the order open until the reverse settles it.)
+    if answer.outcome is Outcome.REJECTED and not answer.order_missing:
+        # Closed, revoked or failed upstream: definitely not charged. (A query's "no such order" — WeChat
+        # ORDERNOTEXIST, UMF 17 — right after a timed-out call may only mean the channel has not recorded it yet, so
+        # it keeps the order open until the reverse settles it.)
         payment.err_code, payment.err_message = answer.code, answer.message
         payment.next_check_at = None
         _transition(payment, S.FAILED, actor=Actor.WORKER)
@@ -419,7 +420,8 @@ def _apply_reverse(payment: Payment, answer: Answer, now: datetime) -> None:
     if answer.outcome is Outcome.REJECTED:
         payment.next_check_at = None
         payment.err_code, payment.err_message = answer.code, answer.message
-        if answer.code == "ORDERNOTEXIST":
+        if answer.order_missing:
+            # The reverse, sent after the query window, finds no such order either (WeChat ORDERNOTEXIST, UMF 17).
             _transition(payment, S.FAILED, actor=Actor.WORKER, message="The payment never reached the channel.")
         else:
             _transition(
