@@ -149,9 +149,14 @@ def verify_notification(fields: Mapping[str, Any], public_key: PublicKeySource) 
     return rsa_verify(public_key, plaintext.encode("utf-8"), signature, hashes.SHA1())
 
 
-def notification_ack(private_key: PrivateKeySource, *, received: bool = True) -> dict[str, Any]:
-    """Body to answer a notification with: respCode 00 stops UMF's retries (at most 4, 1 minute apart)."""
-    fields = {"respCode": SUCCESS_CODE if received else "99", "respMsg": "received" if received else "retry"}
+def notification_ack(private_key: PrivateKeySource, *, received: bool = True, message: str = "") -> dict[str, Any]:
+    """Body to answer a notification with (UMF's table: respCode, respMsg, signature): respCode 00 stops UMF's
+    retries (at most 4, 1 minute apart), anything else asks for the notification again. Signed as every message we
+    send to UMF: our private key over the sorted `k=v&…` of the other fields."""
+    fields = {
+        "respCode": SUCCESS_CODE if received else "99",
+        "respMsg": message or ("received" if received else "retry"),
+    }
     return sign_request(fields, private_key)
 
 
