@@ -296,7 +296,9 @@ def query(*, payment) -> Answer:
         return _answer(result, transaction_id=result.transaction_id, order_missing=result.order_exists is False)
     result = wechatpay_v2.orderquery(
         _wechat_config(merchant),
-        wechatpay_v2.OrderQueryRequest(transaction_id=payment.transaction_id, out_trade_no=payment.out_trade_no),
+        wechatpay_v2.OrderQueryRequest(
+            transaction_id=payment.transaction_id, out_trade_no=payment.out_trade_no, total_fee=payment.total_fee
+        ),
         client=upstream_client,
         timeouts=timeouts,
     )
