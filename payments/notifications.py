@@ -18,13 +18,14 @@ from django.views.decorators.http import require_POST
 from payments import services
 from payments.gateways import umpay
 from payments.models import Payment, PaymentEvent, PaymentStatus, Refund, UmpayNotification
-from portal import jobs
+from portal import jobs, throttle
 from portal.models import Merchant
 from portal.selectors import signing_credentials_for
 
 logger = logging.getLogger(__name__)
 REFUND_NOTIFICATION = "3"  # notifyType: 1 payment, 2 cancel, 3 refund
 OPEN_REFUND_STATES = (Refund.Status.PENDING, Refund.Status.PROCESSING)
+THROTTLE_SCOPE = "notify-umpay"
 
 
 def _answer(record: UmpayNotification, status: int, reason: str, *, private_key: str = "") -> JsonResponse:
@@ -42,6 +43,8 @@ def _answer(record: UmpayNotification, status: int, reason: str, *, private_key:
     if not received:
         record.result = reason
         record.save(update_fields=["result"])
+        if not record.is_verified:
+            throttle.spend(THROTTLE_SCOPE, record.remote_addr)
     return JsonResponse(body, status=status)
 
 
@@ -52,11 +55,15 @@ def _private_key(credentials) -> str:
 @csrf_exempt
 @require_POST
 def umpay_notification(request: HttpRequest) -> JsonResponse:
+    address = request.META.get("REMOTE_ADDR", "")
+    if throttle.exhausted(THROTTLE_SCOPE, address):
+        # Too many notifications from this address did not verify: refused unstored; UMF sends again (non-00).
+        return JsonResponse({"respCode": "99", "respMsg": "throttled"}, status=429)
     # Raw first, in its own transaction, so even a notification we cannot process is kept for support.
     record = UmpayNotification.objects.create(
         # Kept as text for support; NUL cannot be stored in PostgreSQL text, so it is replaced.
         body=request.body.decode("utf-8", "replace").replace("\x00", "\ufffd")[:20000],
-        remote_addr=request.META.get("REMOTE_ADDR", ""),
+        remote_addr=address[:64],
     )
     try:
         fields = umpay.parse_notification_form(request.body)
