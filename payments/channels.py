@@ -45,6 +45,8 @@ class Answer:
     openid: str = ""
     refund_id: str = ""
     recall: bool | None = None
+    # The channel said it has no such order (WeChat ORDERNOTEXIST, UMF respCode 17): nothing reached it.
+    order_missing: bool = False
     request: dict[str, Any] = field(default_factory=dict)
     response: dict[str, Any] = field(default_factory=dict)
     latency_ms: int = 0
@@ -283,19 +285,28 @@ def query(*, payment) -> Answer:
     timeouts = _timeouts(settings.UPSTREAM_READ_TIMEOUT)
     if _is_umpay(merchant):
         result = umpay.query_order(
-            _umpay_config(merchant), order_no=payment.out_trade_no, client=upstream_client, timeouts=timeouts
+            _umpay_config(merchant),
+            order_no=payment.out_trade_no,
+            transaction_id=payment.transaction_id,
+            txn_amt=payment.total_fee,
+            order_time=payment.order_time,
+            client=upstream_client,
+            timeouts=timeouts,
         )
-        return _answer(result, transaction_id=result.transaction_id)
+        return _answer(result, transaction_id=result.transaction_id, order_missing=result.order_exists is False)
     result = wechatpay_v2.orderquery(
         _wechat_config(merchant),
-        wechatpay_v2.OrderQueryRequest(transaction_id=payment.transaction_id, out_trade_no=payment.out_trade_no),
+        wechatpay_v2.OrderQueryRequest(
+            transaction_id=payment.transaction_id, out_trade_no=payment.out_trade_no, total_fee=payment.total_fee
+        ),
         client=upstream_client,
         timeouts=timeouts,
     )
     code = result.trade_state or result.code
-    return Answer(
-        **{**_answer(result, transaction_id=result.transaction_id, openid=result.openid).__dict__, "code": code}
+    answer = _answer(
+        result, transaction_id=result.transaction_id, openid=result.openid, order_missing=result.order_exists is False
     )
+    return Answer(**{**answer.__dict__, "code": code})
 
 
 def reverse(*, payment) -> Answer:
@@ -304,16 +315,22 @@ def reverse(*, payment) -> Answer:
     timeouts = _timeouts(settings.UPSTREAM_READ_TIMEOUT)
     if _is_umpay(merchant):
         result = umpay.cancel_order(
-            _umpay_config(merchant), order_no=payment.out_trade_no, client=upstream_client, timeouts=timeouts
+            _umpay_config(merchant),
+            order_no=payment.out_trade_no,
+            txn_amt=payment.total_fee,
+            client=upstream_client,
+            timeouts=timeouts,
         )
-        return _answer(result)
+        missing = result.outcome is Outcome.REJECTED and result.code == umpay.ORDER_NOT_FOUND
+        return _answer(result, order_missing=missing)
     result = wechatpay_v2.reverse(
         _wechat_config(merchant, client_certificate=True),
         wechatpay_v2.ReverseRequest(transaction_id=payment.transaction_id, out_trade_no=payment.out_trade_no),
         client=upstream_client,
         timeouts=timeouts,
     )
-    return _answer(result, recall=result.recall)
+    missing = result.outcome is Outcome.REJECTED and result.code == "ORDERNOTEXIST"
+    return _answer(result, recall=result.recall, order_missing=missing)
 
 
 def refund_submit(*, refund) -> Answer:
@@ -358,7 +375,12 @@ def refund_query(*, refund) -> Answer:
     timeouts = _timeouts(settings.UPSTREAM_READ_TIMEOUT)
     if _is_umpay(merchant):
         result = umpay.refund_query(
-            _umpay_config(merchant), order_no=refund.out_refund_no, client=upstream_client, timeouts=timeouts
+            _umpay_config(merchant),
+            order_no=refund.out_refund_no,
+            txn_amt=refund.refund_fee,
+            orig_order_no=payment.out_trade_no,
+            client=upstream_client,
+            timeouts=timeouts,
         )
         return _answer(result, refund_id=result.transaction_id)
     result = wechatpay_v2.refundquery(

@@ -85,18 +85,21 @@ def _event(
     user: AbstractBaseUser | None = None,
     message: str = "",
     batch: list[PaymentEvent] | None = None,
+    code: str = "",
+    details: dict | None = None,
 ) -> PaymentEvent:
     """Append an event. With `batch`, the event is only built and added to the list; the caller saves the list
-    with one INSERT (`bulk_create`) inside the same transaction as the change it records."""
+    with one INSERT (`bulk_create`) inside the same transaction as the change it records. `code` and `details`
+    (stored as the event's response) record evidence that is not a channel answer."""
     event = PaymentEvent(
         payment=payment,
         refund=refund,
         action=action,
         outcome=answer.outcome.value if answer else "",
-        code=(answer.code if answer else "")[:64],
+        code=(code or (answer.code if answer else ""))[:64],
         message=(message or (answer.message if answer else ""))[:255],
         request=answer.request if answer else {},
-        response=answer.response if answer else {},
+        response=details if details is not None else (answer.response if answer else {}),
         latency_ms=answer.latency_ms if answer else None,
         from_status=from_status,
         to_status=to_status,
@@ -264,9 +267,24 @@ def payment_submit(*, payment: Payment, auth_code: str) -> Payment:
         # order off PAYING. So the answer is applied to the instance in hand and written with one UPDATE conditional
         # on PAYING, which takes the row lock itself.
         events: list[PaymentEvent] = []
+        claims_transaction_id = bool(answer.transaction_id) and answer.transaction_id != payment.transaction_id
         _apply_micropay_answer(payment, answer, events)
         changes = {name: getattr(payment, name) for name in _ANSWER_FIELDS}
-        if Payment.objects.filter(pk=payment.pk, status=S.PAYING).update(**changes):
+        rows = Payment.objects.filter(pk=payment.pk, status=S.PAYING)
+        try:
+            if claims_transaction_id:
+                with transaction.atomic():  # savepoint: the unique transaction id may belong to another order
+                    updated = rows.update(**changes)
+            else:
+                updated = rows.update(**changes)
+        except IntegrityError:
+            payment = _locked(payment.pk, known=payment)
+            _event(payment, "micropay", actor=Actor.TERMINAL, answer=answer)
+            if payment.status == S.PAYING:
+                _transaction_id_conflict(payment, answer.transaction_id, actor=Actor.TERMINAL)
+                payment.save()
+            return payment
+        if updated:
             PaymentEvent.objects.bulk_create(events)  # one multi-row INSERT, in list order
         else:
             # Moved on meanwhile (cancelled: the reverse path owns it now): record the answer under the lock only.
@@ -313,6 +331,35 @@ def _mark_paid(
     payment.paid_at = payment.paid_at or now
     payment.next_check_at = None
     _transition(payment, S.SUCCESS, actor=actor, batch=batch)
+
+
+TRANSACTION_ID_CONFLICT = "TRANSACTION_ID_CONFLICT"
+
+
+def _transaction_id_conflict(payment: Payment, transaction_id: str, *, actor: str) -> None:
+    """The channel says this order was paid under a transaction id that already belongs to another order (the
+    (channel, transaction_id) unique constraint refused it). Not applied: which order the money is for is a person's
+    call, so the payment goes to ATTENTION with an event naming the other order. The caller holds the row lock, has
+    the payment as the database has it (the refused write rolled back to a savepoint) and saves it."""
+    other = (
+        Payment.objects.filter(channel=payment.channel, transaction_id=transaction_id)
+        .exclude(pk=payment.pk)
+        .values("pk", "out_trade_no", "merchant_id", "status")
+        .first()
+    )
+    named = f"{other['out_trade_no']} (payment {other['pk']}, {other['status']})" if other else "another order"
+    message = f"Transaction id {transaction_id} already belongs to {named}; a person must check which order was paid."
+    _event(
+        payment,
+        "transaction_id.conflict",
+        actor=actor,
+        code=TRANSACTION_ID_CONFLICT,
+        message=message,
+        details={"transaction_id": transaction_id, "other_payment": other},
+    )
+    payment.err_code, payment.err_message = TRANSACTION_ID_CONFLICT, message[:255]
+    payment.next_check_at = None
+    _transition(payment, S.ATTENTION, actor=actor, message="The channel's transaction id belongs to another order.")
 
 
 def _schedule_resolution(payment: Payment) -> None:
@@ -378,11 +425,22 @@ def payment_resolve(*, payment_id: int, now: datetime | None = None) -> Payment:
     with transaction.atomic():
         payment = _locked(payment_id)
         _event(payment, "reverse" if action == "reverse" else "orderquery", actor=Actor.WORKER, answer=answer)
-        if action == "query":
-            _apply_query(payment, answer, now)
-        else:
-            _apply_reverse(payment, answer, now)
-        payment.save()
+        try:
+            # Savepoint: a query's SUCCESS writes the channel's transaction id, which is unique per channel.
+            with transaction.atomic():
+                if action == "query":
+                    _apply_query(payment, answer, now)
+                else:
+                    _apply_reverse(payment, answer, now)
+                payment.save()
+        except IntegrityError:
+            # Another order holds that transaction id: decided here, under the lock, so the sweeper does not hit
+            # the same error on every retry.
+            if not answer.transaction_id:
+                raise
+            payment = _locked(payment_id)
+            _transaction_id_conflict(payment, answer.transaction_id, actor=Actor.WORKER)
+            payment.save()
     if payment.next_check_at is not None:
         _schedule_resolution(payment)
     return payment
@@ -394,9 +452,10 @@ def _apply_query(payment: Payment, answer: Answer, now: datetime) -> None:
     if answer.outcome is Outcome.SUCCESS:
         _mark_paid(payment, answer, actor=Actor.WORKER, now=now)
         return
-    if answer.outcome is Outcome.REJECTED and answer.code != "ORDERNOTEXIST":
-        # Closed, revoked or failed upstream: definitely not charged. (ORDERNOTEXIST right after a timed-out call
-        # may only mean WeChat has not recorded it yet, so it keeps the order open until the reverse settles it.)
+    if answer.outcome is Outcome.REJECTED and not answer.order_missing:
+        # Closed, revoked or failed upstream: definitely not charged. (A query's "no such order" — WeChat
+        # ORDERNOTEXIST, UMF 17 — right after a timed-out call may only mean the channel has not recorded it yet, so
+        # it keeps the order open until the reverse settles it.)
         payment.err_code, payment.err_message = answer.code, answer.message
         payment.next_check_at = None
         _transition(payment, S.FAILED, actor=Actor.WORKER)
@@ -419,7 +478,8 @@ def _apply_reverse(payment: Payment, answer: Answer, now: datetime) -> None:
     if answer.outcome is Outcome.REJECTED:
         payment.next_check_at = None
         payment.err_code, payment.err_message = answer.code, answer.message
-        if answer.code == "ORDERNOTEXIST":
+        if answer.order_missing:
+            # The reverse, sent after the query window, finds no such order either (WeChat ORDERNOTEXIST, UMF 17).
             _transition(payment, S.FAILED, actor=Actor.WORKER, message="The payment never reached the channel.")
         else:
             _transition(

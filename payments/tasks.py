@@ -3,11 +3,15 @@ concurrently does nothing harmful."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from celery import shared_task
 from django.conf import settings
 from django.core.cache import cache
+from django.utils import timezone
 
 from payments import services
+from payments.models import UmpayNotification
 
 
 @shared_task(name="payments.tasks.resolve_payment", acks_late=True)
@@ -41,3 +45,12 @@ def sweep() -> dict[str, int]:
                 task.delay(pk)
                 sent += 1
     return {"payments": len(payment_ids), "refunds": len(refund_ids), "sent": sent}
+
+
+@shared_task(name="payments.tasks.prune_unverified_notifications")
+def prune_unverified_notifications() -> int:
+    """Daily: delete UMF notification rows that never verified once they are older than
+    NOTIFICATION_UNVERIFIED_RETENTION_DAYS (kept that long for support). Verified rows are kept."""
+    cutoff = timezone.now() - timedelta(days=settings.NOTIFICATION_UNVERIFIED_RETENTION_DAYS)
+    deleted, _ = UmpayNotification.objects.filter(is_verified=False, received_at__lt=cutoff).delete()
+    return deleted

@@ -29,11 +29,13 @@ from payments.gateways import wechatpay_v3
 from payments.gateways.base import VerificationError
 from payscore import services
 from payscore.models import PayscoreNotification, ServiceOrder, ServiceOrderEvent
+from portal import throttle
 from portal.models import ChannelCredentials
 
 logger = logging.getLogger(__name__)
 
 APPLIED_EVENTS = ("PAYSCORE.USER_CONFIRM", "PAYSCORE.USER_PAID")
+THROTTLE_SCOPE = "notify-payscore"
 _KEPT_HEADERS = (
     "Wechatpay-Serial",
     "Wechatpay-Signature",
@@ -129,6 +131,11 @@ def _find_order(credentials: ChannelCredentials, resource: Mapping[str, Any]) ->
 @csrf_exempt
 @require_POST
 def payscore_notification(request: HttpRequest) -> HttpResponse:
+    address = request.META.get("REMOTE_ADDR", "")
+    if throttle.exhausted(THROTTLE_SCOPE, address):
+        # Too many notifications from this address did not verify: refused unstored, in WeChat's error shape
+        # (WeChat retries anything but 200/204).
+        return JsonResponse({"code": "FREQUENCY_LIMITED", "message": "too many unverified requests"}, status=429)
     body = request.body
     claimed_id, event_type = _claimed(body)
     # Raw first, committed on its own, so even a notification we cannot process is kept for support.
@@ -136,7 +143,7 @@ def payscore_notification(request: HttpRequest) -> HttpResponse:
         headers={name: request.headers[name] for name in _KEPT_HEADERS if name in request.headers},
         # Kept as text; NUL cannot be stored in PostgreSQL text, so it is replaced.
         body=body.decode("utf-8", "replace").replace("\x00", "\ufffd")[:65536],
-        remote_addr=request.META.get("REMOTE_ADDR", ""),
+        remote_addr=address[:64],
         claimed_id=claimed_id,
         event_type=event_type,
     )
@@ -144,6 +151,7 @@ def payscore_notification(request: HttpRequest) -> HttpResponse:
         credentials, notification = _verify(request.headers, body)
     except VerificationError as exc:
         logger.warning("PayScore notification %s rejected: %s", record.pk, exc)
+        throttle.spend(THROTTLE_SCOPE, address)
         return _answer(record, 401, "SIGN_ERROR", f"verification failed: {exc}")
     record.is_verified = True
     record.event_type = notification.event_type[:64]

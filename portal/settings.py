@@ -279,6 +279,15 @@ CELERY_BEAT_SCHEDULE = {
         "task": "portal.tasks.prune_device_nonces",
         "schedule": 300.0,
     },
+    # Notification rows that never verified are deleted after NOTIFICATION_UNVERIFIED_RETENTION_DAYS.
+    "prune-unverified-notifications-umpay": {
+        "task": "payments.tasks.prune_unverified_notifications",
+        "schedule": crontab(hour=4, minute=10),
+    },
+    "prune-unverified-notifications-payscore": {
+        "task": "payscore.tasks.prune_unverified_notifications",
+        "schedule": crontab(hour=4, minute=20),
+    },
 }
 
 # --- Upstreams ---
@@ -348,6 +357,8 @@ AUTHINFO_CACHE_MARGIN_SECONDS = env.int("AUTHINFO_CACHE_MARGIN_SECONDS", default
 
 # --- Members (刷脸会员) ---
 MEMBER_RETENTION_DAYS = env.int("MEMBER_RETENTION_DAYS", default=365)  # unseen this long → personal data anonymised
+# Channel notifications that never verified (UMF, PayScore) are kept this long for support, then deleted.
+NOTIFICATION_UNVERIFIED_RETENTION_DAYS = env.int("NOTIFICATION_UNVERIFIED_RETENTION_DAYS", default=7)
 
 # --- PayScore (seconds) ---
 PAYSCORE_REFRESH_SECONDS = env.float("PAYSCORE_REFRESH_SECONDS", default=10)  # GET re-queries WeChat when older

@@ -3,8 +3,8 @@
 Requests are JSON with `signature` (SHA1withRSA over sorted `k=v&…`), verified with the provider's registered
 public key; every answer, refusals included, is signed with UMF's key (values-only rule), as UMF does.
 
-The respCode values for the sandbox's own refusals (RESP_*) are not published by UMF; they follow the 8-character
-shape of UMF's error codes and are never "00", which is all a correct client may rely on.
+The sandbox's refusals (RESP_*) use the codes of UMF's published return-code table, each for the nearest meaning;
+which situation gets which code is the sandbox's choice (UMF does not say which code each refusal carries).
 """
 
 from __future__ import annotations
@@ -27,15 +27,15 @@ from .models import SandboxAuthinfo, SandboxUmpayOrder, SandboxUmpayProvider, Sa
 from .scenarios import Scenario
 from .services import preset_for
 
-RESP_SIGNATURE = ("00060700", "验签失败")
-RESP_PARAM = ("00060701", "参数错误")
-RESP_MERCHANT = ("00060702", "商户不存在或未开通")
-RESP_NO_ORDER = ("00060710", "订单不存在")
-RESP_DUPLICATE = ("00060711", "订单号重复")
-RESP_STATE = ("00060712", "订单状态不允许此操作")
-RESP_AMOUNT = ("00060713", "退款金额超限")
-RESP_NOT_TODAY = ("00060714", "非当日订单不能撤销，请使用退款")
-RESP_DECLINED = ("00060720", "余额不足")
+RESP_SIGNATURE = ("11", "验证签名失败")
+RESP_PARAM = ("13", "报文交易要素缺失")
+RESP_MERCHANT = ("31", "商户或机构状态不正确")
+RESP_NO_ORDER = ("17", "交易不存在")
+RESP_DUPLICATE = ("16", "订单号重复")
+RESP_STATE = ("35", "原交易不存在或状态不正确")
+RESP_AMOUNT = ("33", "交易金额超限")
+RESP_NOT_TODAY = ("39", "交易不在受理时间范围内：非当日订单不能撤销，请使用退款")
+RESP_DECLINED = ("15", "账户余额不足")
 AUTHINFO_EXPIRES_IN = 3600
 
 

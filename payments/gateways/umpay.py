@@ -149,9 +149,14 @@ def verify_notification(fields: Mapping[str, Any], public_key: PublicKeySource) 
     return rsa_verify(public_key, plaintext.encode("utf-8"), signature, hashes.SHA1())
 
 
-def notification_ack(private_key: PrivateKeySource, *, received: bool = True) -> dict[str, Any]:
-    """Body to answer a notification with: respCode 00 stops UMF's retries (at most 4, 1 minute apart)."""
-    fields = {"respCode": SUCCESS_CODE if received else "99", "respMsg": "received" if received else "retry"}
+def notification_ack(private_key: PrivateKeySource, *, received: bool = True, message: str = "") -> dict[str, Any]:
+    """Body to answer a notification with (UMF's table: respCode, respMsg, signature): respCode 00 stops UMF's
+    retries (at most 4, 1 minute apart), anything else asks for the notification again. Signed as every message we
+    send to UMF: our private key over the sorted `k=v&…` of the other fields."""
+    fields = {
+        "respCode": SUCCESS_CODE if received else "99",
+        "respMsg": message or ("received" if received else "retry"),
+    }
     return sign_request(fields, private_key)
 
 
@@ -216,10 +221,12 @@ class MicropayResult(UmpayResult):
 @dataclass(frozen=True, kw_only=True)
 class QueryOrderResult(UmpayResult):
     """`outcome` is the payment's state: SUCCESS paid (origRespCode 00, also 01 = paid then refunded), REJECTED
-    03 closed / 04 revoked / 06 failed, UNKNOWN 02 or anything unrecognised, TRANSIENT the query failed."""
+    03 closed / 04 revoked / 06 failed or respCode 17 (no such order), UNKNOWN 02 or anything unrecognised,
+    TRANSIENT the query failed (or its answer is not about this order)."""
 
     orig_resp_code: str = ""
     orig_resp_desc_code: str = ""
+    order_exists: bool | None = None  # False: respCode 17, UMF has no order with this number
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -253,22 +260,28 @@ def _int(value: Any) -> int | None:
         return None
 
 
-# Fields an answer repeats from its request. UMF answers carry no nonce and travel over plain HTTP, so a validly
-# signed answer to another order (or amount) could be replayed: one that names different values is unusable, never
-# this order's outcome. An answer that leaves them out is taken as is.
-_ECHOED = ("acqSpId", "acqMerId", "orderNo", "txnAmt")
+# Fields an answer repeats from its request (or from the order it is about). UMF answers carry no nonce and travel
+# over plain HTTP, so a validly signed answer to another order (or amount) could be replayed: one that names different
+# values is unusable, never this order's outcome. An answer that leaves them out is taken as is. `merId` / `agentId`
+# are the older names of acqMerId / acqSpId in UMF's documents; `orderDate` is the order's day (yyyyMMdd).
+_ECHOED = (
+    "acqSpId", "acqMerId", "agentId", "merId", "orderNo", "origOrderNo", "txnAmt", "origTxnAmt", "transactionId",
+    "orderTime", "orderDate",
+)  # fmt: skip
+_AMOUNTS = frozenset({"txnAmt", "origTxnAmt"})
 
 
-def _echo_mismatch(sent: dict[str, Any], answer: dict[str, Any]) -> str:
+def _echo_mismatch(expected: Mapping[str, Any], answer: Mapping[str, Any]) -> str:
+    """The first echoed field whose value differs from what the order says, as `name: answered (expected …)`."""
     for name in _ECHOED:
-        if name not in sent or not _present(answer.get(name)):
+        if not _present(expected.get(name)) or not _present(answer.get(name)):
             continue
-        if name == "txnAmt":
-            same = _int(answer[name]) == int(sent[name])
+        if name in _AMOUNTS:
+            same = _int(answer[name]) == int(expected[name])
         else:
-            same = str(answer[name]) == str(sent[name])
+            same = str(answer[name]) == str(expected[name])
         if not same:
-            return name
+            return f"{name}: {answer[name]} (expected {expected[name]})"
     return ""
 
 
@@ -280,8 +293,10 @@ def _call(
     client: httpx.Client | None,
     timeouts: Timeouts,
     changes_state: bool,
+    expected: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """(result keyword arguments, verified response fields or None)."""
+    """(result keyword arguments, verified response fields or None). `expected`: what the order says about fields
+    the request does not carry (an answer naming other values is unusable, like one that does not verify)."""
     body = sign_request({"acqSpId": config.acq_sp_id, "acqMerId": config.acq_mer_id, **fields}, config.private_key)
     result: dict[str, Any] = {"request_fields": redact(body)}
     client = client or http.shared_client()
@@ -313,9 +328,10 @@ def _call(
     if not verify_response(data, config.umpay_certificate):
         result.update(outcome=unusable, code="BAD_SIGNATURE", message="response signature does not verify")
         return result, None
-    mismatch = _echo_mismatch(body, data)
+    echo = {"agentId": config.acq_sp_id, "merId": config.acq_mer_id, **(expected or {}), **body}
+    mismatch = _echo_mismatch(echo, data)
     if mismatch:
-        result.update(outcome=unusable, code="MISMATCH", message=f"the answer is for another {mismatch}")
+        result.update(outcome=unusable, code="MISMATCH", message=f"the answer is not about this order: {mismatch}")
         return result, None
     result.update(code=str(data.get("respCode") or ""), message=str(data.get("respMsg") or ""))
     result.update(
@@ -333,18 +349,41 @@ def _finish(result: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
     return result
 
 
-# Payment-changing calls whose respCode leaves the result open: 02 user paying, 62 entering password,
-# 04 unknown, 01000000 "sync the status" (docs/protocols.md, "UMF"). Everything else but "00" is a definite
-# failure.
-PENDING_CODES = frozenset({"02", "62", "04", "01000000"})
+# respCode values that certainly mean "refused, nothing happened" (UMF's return-code table). Only these are
+# REJECTED; every other code but "00" leaves the result open (UNKNOWN: find out by querying) — among them 02 user
+# paying, 62 entering password, 04 state unknown, 01000000 sync the status, 01 system error, 06 system busy,
+# 99 system exception, 05 already paid, 12 / 16 duplicate, and any code not in UMF's table. docs/protocols.md, "UMF",
+# gives each mapping and its reason.
+MICROPAY_REFUSED_CODES = frozenset(
+    {
+        "08",  # invalid amount
+        "10",  # malformed message
+        "11",  # signature does not verify
+        "13",  # required field missing
+        "15",  # insufficient balance
+        "20",  # payment code expired
+        "21",  # too many payment attempts
+        "23",  # no such payment code
+        "31",  # merchant or institution not in a usable state
+        "32",  # no permission for this transaction
+        "33",  # amount over the limit
+        "38",  # refused by risk control
+        "39",  # outside the accepted time range
+        "43",  # card in an abnormal state
+        "001100WN",  # UMF's published failure answer: the payment code was already used ("每个二维码仅限使用一次")
+    }
+)
+ORDER_NOT_FOUND = "17"  # 交易不存在: UMF has no order with this number
+CANCEL_REFUSED_CODES = frozenset({"10", "11", "13", "31", "32", "35", "36", "39", ORDER_NOT_FOUND})
+REFUND_REFUSED_CODES = frozenset({"08", "10", "11", "13", "31", "32", "33", "35", "36", "38", "39", ORDER_NOT_FOUND})
 
 
-def _money_outcome(resp_code: str) -> Outcome:
+def _money_outcome(resp_code: str, refused: frozenset[str]) -> Outcome:
     if resp_code == SUCCESS_CODE:
         return Outcome.SUCCESS
-    if resp_code in PENDING_CODES:
-        return Outcome.UNKNOWN
-    return Outcome.REJECTED
+    if resp_code in refused:
+        return Outcome.REJECTED
+    return Outcome.UNKNOWN
 
 
 # --- calls -------------------------------------------------------------------------------------------------------
@@ -402,7 +441,7 @@ def micropay(
     if data is None:
         return MicropayResult(**result)
     return MicropayResult(
-        **_finish(result, _money_outcome(str(data.get("respCode") or ""))),
+        **_finish(result, _money_outcome(str(data.get("respCode") or ""), MICROPAY_REFUSED_CODES)),
         pay_seq=str(data.get("paySeq") or ""),
         dep_bank_seq=str(data.get("depBankSeq") or ""),
         payer_info=str(data.get("payerInfo") or ""),
@@ -425,38 +464,70 @@ def query_order(
     *,
     order_no: str,
     transaction_id: str = "",
+    txn_amt: int | None = None,
+    order_time: str = "",
     client: httpx.Client | None = None,
     timeouts: Timeouts = DEFAULT_TIMEOUTS,
 ) -> QueryOrderResult:
     """pay/queryOrder (UMF's "订单状态同步", order status sync): respCode 00 means the query worked, origRespCode is the
-    payment's state."""
-    fields = {"orderNo": order_no, "transactionId": transaction_id}
-    result, data = _call(config, "pay/queryOrder", fields, client=client, timeouts=timeouts, changes_state=False)
+    payment's state.
+
+    `txn_amt` (fen) and `order_time` (yyyyMMddHHmmss) are the order's: the answer must name the same amount, order
+    number, merchant and (where it echoes them) transaction id, order time and order date, or it is unusable — a
+    genuine signed answer about another order with the same number must not settle this one. `transaction_id`, when
+    known, is compared the same way (it is not sent: orderNo finds the order). respCode 17 (交易不存在) is REJECTED
+    with `order_exists` False: UMF has no such order; the services decide what that means at that point."""
+    expected = {
+        "txnAmt": txn_amt,
+        "transactionId": transaction_id,
+        "orderTime": order_time,
+        "orderDate": order_time[:8],
+    }
+    result, data = _call(
+        config,
+        "pay/queryOrder",
+        {"orderNo": order_no},
+        client=client,
+        timeouts=timeouts,
+        changes_state=False,
+        expected=expected,
+    )
     if data is None:
         return QueryOrderResult(**result)
     orig = str(data.get("origRespCode") or "")
     extra = {"orig_resp_code": orig, "orig_resp_desc_code": str(data.get("origRespDescCode") or "")}
-    if data.get("respCode") != SUCCESS_CODE:
+    resp_code = data.get("respCode")
+    if resp_code == ORDER_NOT_FOUND:
+        return QueryOrderResult(**_finish(result, Outcome.REJECTED), **extra, order_exists=False)
+    if resp_code != SUCCESS_CODE:
         return QueryOrderResult(**_finish(result, Outcome.TRANSIENT), **extra)
     outcome = _ORIG_OUTCOMES.get(orig, Outcome.UNKNOWN)
     result["code"] = orig
-    return QueryOrderResult(**_finish(result, outcome), **extra)
+    return QueryOrderResult(**_finish(result, outcome), **extra, order_exists=True)
 
 
 def cancel_order(
     config: UmpayConfig,
     *,
     order_no: str,
+    txn_amt: int | None = None,
     client: httpx.Client | None = None,
     timeouts: Timeouts = DEFAULT_TIMEOUTS,
 ) -> UmpayResult:
-    """pay/cancelOrder: same-day payment-code orders only; later use refund."""
+    """pay/cancelOrder: same-day payment-code orders only; later use refund. `txn_amt`: the order's amount, which an
+    answer that echoes one must name."""
     result, data = _call(
-        config, "pay/cancelOrder", {"orderNo": order_no}, client=client, timeouts=timeouts, changes_state=True
+        config,
+        "pay/cancelOrder",
+        {"orderNo": order_no},
+        client=client,
+        timeouts=timeouts,
+        changes_state=True,
+        expected={"txnAmt": txn_amt},
     )
     if data is None:
         return UmpayResult(**result)
-    return UmpayResult(**_finish(result, _money_outcome(str(data.get("respCode") or ""))))
+    return UmpayResult(**_finish(result, _money_outcome(str(data.get("respCode") or ""), CANCEL_REFUSED_CODES)))
 
 
 def refund(
@@ -477,20 +548,30 @@ def refund(
     result, data = _call(config, "pay/refund", fields, client=client, timeouts=timeouts, changes_state=True)
     if data is None:
         return UmpayResult(**result)
-    return UmpayResult(**_finish(result, _money_outcome(str(data.get("respCode") or ""))))
+    return UmpayResult(**_finish(result, _money_outcome(str(data.get("respCode") or ""), REFUND_REFUSED_CODES)))
 
 
 def refund_query(
     config: UmpayConfig,
     *,
     order_no: str,
+    txn_amt: int | None = None,
+    orig_order_no: str = "",
     client: httpx.Client | None = None,
     timeouts: Timeouts = DEFAULT_TIMEOUTS,
 ) -> RefundQueryResult:
     """pay/refundQuery by the refund's order number. respCode 00 means the query worked; origRespCode is the refund's
-    state: 00 refunded, 01 failed, 02 processing (UMF's refundQuery document; other codes are read as unknown)."""
+    state: 00 refunded, 01 failed, 02 processing (UMF's refundQuery document; other codes are read as unknown).
+    `txn_amt` (the refund's amount) and `orig_order_no` (the payment's number), where the answer echoes them, must
+    match."""
     result, data = _call(
-        config, "pay/refundQuery", {"orderNo": order_no}, client=client, timeouts=timeouts, changes_state=False
+        config,
+        "pay/refundQuery",
+        {"orderNo": order_no},
+        client=client,
+        timeouts=timeouts,
+        changes_state=False,
+        expected={"txnAmt": txn_amt, "origOrderNo": orig_order_no},
     )
     if data is None:
         return RefundQueryResult(**result)

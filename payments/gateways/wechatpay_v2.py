@@ -212,9 +212,10 @@ class MicropayResult(GatewayResult):
 
 @dataclass(frozen=True, kw_only=True)
 class OrderQueryRequest:
-    # WeChat prefers transaction_id when both are known.
+    # WeChat prefers transaction_id when both are known (then out_trade_no is not sent, only compared).
     transaction_id: str = ""
     out_trade_no: str = ""
+    total_fee: int | None = None  # the order's amount (fen): not sent; an answer naming another one is unusable
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -331,7 +332,11 @@ def _call(
     timeouts: Timeouts,
     changes_state: bool,
     needs_client_cert: bool = False,
+    expected: Mapping[str, Any] | None = None,
+    check_echo: bool = True,
 ) -> tuple[_Answer, dict[str, Any], RawResponse | None, int]:
+    """`expected`: what the order says about fields the request does not carry (compared like the sent ones).
+    `check_echo`: compare the answer's echoed identifiers with the request (every call about an order)."""
     fields = _prune(fields)
     fields["sign"] = sign(fields, config.api_key, config.sign_type)
     logged_request = redact(fields)
@@ -360,7 +365,44 @@ def _call(
     sent = http.send(client, request, changes_state=changes_state)
     if isinstance(sent, http.TransportFailure):
         return _Answer(None, sent.outcome, sent.code, sent.message), logged_request, None, sent.latency_ms
-    return _interpret(sent, config, changes_state), logged_request, sent, sent.latency_ms
+    answer = _interpret(sent, config, changes_state)
+    if check_echo and answer.fields is not None and not answer.code:
+        mismatch = _echo_mismatch({**{k: v for k, v in (expected or {}).items() if v not in (None, "")}, **fields},
+                                  answer.fields)  # fmt: skip
+        if mismatch:
+            answer = _Answer(
+                answer.fields,
+                http.failure_outcome(changes_state),
+                "MISMATCH",
+                f"the answer is not about this order: {mismatch}",
+            )
+    return answer, logged_request, sent, sent.latency_ms
+
+
+# Fields a verified answer repeats from its request (or from the order it is about): an answer naming other values
+# is about another merchant or order — a signed answer can be genuine and still not be this order's (a proxy or a
+# bug mixing answers up) — so it is unusable, never applied. A field the answer leaves out is not compared.
+_ECHOED = (
+    "appid",
+    "mch_id",
+    "sub_mch_id",
+    "out_trade_no",
+    "transaction_id",
+    "out_refund_no",
+    "total_fee",
+    "refund_fee",
+)
+_AMOUNTS = frozenset({"total_fee", "refund_fee"})
+
+
+def _echo_mismatch(expected: Mapping[str, Any], answer: Mapping[str, str]) -> str:
+    for name in _ECHOED:
+        if name not in expected or answer.get(name) in (None, ""):
+            continue
+        same = _int(answer[name]) == int(expected[name]) if name in _AMOUNTS else answer[name] == str(expected[name])
+        if not same:
+            return f"{name}: {answer[name]} (expected {expected[name]})"
+    return ""
 
 
 def _interpret(raw: RawResponse, config: WechatPayV2Config, changes_state: bool) -> _Answer:
@@ -430,7 +472,10 @@ def get_wxpayface_authinfo(
         "version": "1",
     }
     url = config.face_base_url.rstrip("/") + "/face/get_wxpayface_authinfo"
-    answer, logged, raw, latency = _call(config, url, fields, client=client, timeouts=timeouts, changes_state=False)
+    # Not about an order: the SDK credential is checked by the SDK itself.
+    answer, logged, raw, latency = _call(
+        config, url, fields, client=client, timeouts=timeouts, changes_state=False, check_echo=False
+    )
     base = _base(answer, logged, raw, latency)
     if answer.fields is None or answer.code:
         return FaceAuthinfoResult(**base)
@@ -521,7 +566,10 @@ def orderquery(
         "out_trade_no": "" if request.transaction_id else request.out_trade_no,
     }
     url = config.base_url.rstrip("/") + "/pay/orderquery"
-    answer, logged, raw, latency = _call(config, url, fields, client=client, timeouts=timeouts, changes_state=False)
+    expected = {"out_trade_no": request.out_trade_no, "total_fee": request.total_fee}
+    answer, logged, raw, latency = _call(
+        config, url, fields, client=client, timeouts=timeouts, changes_state=False, expected=expected
+    )
     base = _base(answer, logged, raw, latency)
     if answer.fields is None or answer.code:
         if base["outcome"] is Outcome.REJECTED:

@@ -259,9 +259,18 @@ def test_face_flag_and_back_url_are_sent_when_set(config: umpay.UmpayConfig, mak
         ("04", Outcome.UNKNOWN),
         ("01000000", Outcome.UNKNOWN),
         ("001100WN", Outcome.REJECTED),
-        ("0011", Outcome.REJECTED),
-        ("000", Outcome.REJECTED),
-        ("99", Outcome.REJECTED),
+        ("15", Outcome.REJECTED),  # insufficient balance
+        ("11", Outcome.REJECTED),  # our signature did not verify: nothing was processed
+        ("20", Outcome.REJECTED),  # payment code expired
+        # Not "certainly refused": the user may have been charged, so the client queries.
+        ("99", Outcome.UNKNOWN),  # 系统异常
+        ("06", Outcome.UNKNOWN),  # 系统繁忙
+        ("01", Outcome.UNKNOWN),  # 系统错误
+        ("05", Outcome.UNKNOWN),  # already paid
+        ("16", Outcome.UNKNOWN),  # duplicate order number: the first attempt may have charged
+        ("17", Outcome.UNKNOWN),
+        ("0011", Outcome.UNKNOWN),  # not in UMF's table
+        ("000", Outcome.UNKNOWN),
     ],
 )
 def test_micropay_resp_codes(resp_code: str, outcome: Outcome, config: umpay.UmpayConfig, make_fake) -> None:
@@ -419,9 +428,61 @@ def test_cancel_timeout_is_unknown_and_failure_is_rejected(config: umpay.UmpayCo
         is Outcome.UNKNOWN
     )
     assert (
-        umpay.cancel_order(config, order_no="A1", client=mock_client(make_fake({"respCode": "0031"}))).outcome
+        umpay.cancel_order(config, order_no="A1", client=mock_client(make_fake({"respCode": "31"}))).outcome
         is Outcome.REJECTED
     )
+
+
+@pytest.mark.parametrize(
+    ("resp_code", "cancel", "refund"),
+    [
+        ("17", Outcome.REJECTED, Outcome.REJECTED),  # no such order: nothing to cancel or refund
+        ("35", Outcome.REJECTED, Outcome.REJECTED),  # original missing or in the wrong state
+        ("99", Outcome.UNKNOWN, Outcome.UNKNOWN),  # system exception: it may have taken effect
+        ("06", Outcome.UNKNOWN, Outcome.UNKNOWN),  # system busy
+        ("0031", Outcome.UNKNOWN, Outcome.UNKNOWN),  # not in UMF's table
+    ],
+)
+def test_cancel_and_refund_refusals_are_an_allow_list(
+    resp_code: str, cancel: Outcome, refund: Outcome, config: umpay.UmpayConfig, make_fake
+) -> None:
+    client = mock_client(make_fake({"respCode": resp_code}))
+    assert umpay.cancel_order(config, order_no="A1", client=client).outcome is cancel
+    request = umpay.RefundRequest(order_no="R1", orig_order_no="A1", orig_txn_amt=100, txn_amt=40)
+    assert umpay.refund(config, request, client=client).outcome is refund
+
+
+def test_query_order_17_means_no_such_order(config: umpay.UmpayConfig, make_fake) -> None:
+    result = umpay.query_order(config, order_no="A1", client=mock_client(make_fake({"respCode": "17"})))
+    assert (result.outcome, result.code, result.order_exists) == (Outcome.REJECTED, "17", False)
+    failed = umpay.query_order(config, order_no="A1", client=mock_client(make_fake({"respCode": "99"})))
+    assert (failed.outcome, failed.order_exists) == (Outcome.TRANSIENT, None)
+
+
+@pytest.mark.parametrize(
+    ("echo", "outcome"),
+    [
+        ({"orderNo": "A1", "txnAmt": "1"}, Outcome.TRANSIENT),  # a genuine "paid" for 1 fen, the order is 2
+        ({"orderNo": "A1", "txnAmt": "2", "merId": "41509209"}, Outcome.TRANSIENT),  # older field name, other merchant
+        ({"orderNo": "A1", "txnAmt": "2", "agentId": "Y000000001"}, Outcome.TRANSIENT),
+        ({"orderNo": "A1", "txnAmt": "2", "orderDate": "20200306"}, Outcome.TRANSIENT),  # another day's order
+        ({"orderNo": "A1", "txnAmt": "2", "orderTime": "20200305100001"}, Outcome.TRANSIENT),
+        ({"orderNo": "A1", "txnAmt": "2", "transactionId": "T-OTHER"}, Outcome.TRANSIENT),
+        ({"orderNo": "A1", "txnAmt": "2", "orderDate": "20200305", "transactionId": "T1"}, Outcome.SUCCESS),
+        ({"orderNo": "A1", "txnAmt": 2}, Outcome.SUCCESS),
+    ],
+)
+def test_query_answer_must_be_about_this_order(
+    echo: dict, outcome: Outcome, config: umpay.UmpayConfig, make_fake
+) -> None:
+    client = mock_client(make_fake({"respCode": "00", "origRespCode": "00", **echo}))
+    result = umpay.query_order(
+        config, order_no="A1", transaction_id="T1", txn_amt=2, order_time="20200305100000", client=client
+    )
+    assert result.outcome is outcome
+    if outcome is not Outcome.SUCCESS:
+        assert result.code == "MISMATCH" and "expected" in result.message
+        assert result.response_fields["origRespCode"] == "00"  # the evidence is kept for the event
 
 
 def test_wxface(config: umpay.UmpayConfig, make_fake) -> None:

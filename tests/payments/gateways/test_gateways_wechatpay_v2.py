@@ -486,3 +486,71 @@ def test_authinfo_request_fields_and_success() -> None:
 def test_authinfo_failures_are_transient(handler, outcome: Outcome) -> None:
     result = v2.get_wxpayface_authinfo(make_config(), authinfo_request(), client=mock_client(handler))
     assert result.outcome is outcome and result.authinfo == ""
+
+
+# --- answers must be about this order ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("echo", "outcome"),
+    [
+        ({"out_trade_no": "1415757673", "total_fee": "1"}, Outcome.SUCCESS),
+        ({"out_trade_no": "OTHER", "total_fee": "1"}, Outcome.UNKNOWN),  # another order's "paid"
+        ({"out_trade_no": "1415757673", "total_fee": "2"}, Outcome.UNKNOWN),  # another amount
+        ({"mch_id": "10000101"}, Outcome.UNKNOWN),  # another merchant's answer
+        ({"appid": "wxother"}, Outcome.UNKNOWN),
+        ({}, Outcome.SUCCESS),  # the echoes left out: taken as is
+    ],
+)
+def test_micropay_answer_about_another_order_is_unknown(echo: dict, outcome: Outcome) -> None:
+    server = RecordingV2Server(API_KEY, answer(result_code="SUCCESS", transaction_id="4200", **echo))
+    result = v2.micropay(make_config(), micropay_request(), client=mock_client(server))
+    assert result.outcome is outcome
+    assert (result.code == "MISMATCH") == (outcome is Outcome.UNKNOWN)
+
+
+def test_a_refusal_about_another_order_does_not_fail_this_one() -> None:
+    server = RecordingV2Server(
+        API_KEY, answer(result_code="FAIL", err_code="NOTENOUGH", out_trade_no="OTHER", total_fee="1")
+    )
+    result = v2.micropay(make_config(), micropay_request(), client=mock_client(server))
+    assert (result.outcome, result.code) == (Outcome.UNKNOWN, "MISMATCH")
+
+
+def test_service_provider_answer_must_name_the_sub_merchant() -> None:
+    config = make_config(sub_mch_id="1900000109")
+    other = RecordingV2Server(API_KEY, answer(result_code="SUCCESS", sub_mch_id="1900000110"))
+    same = RecordingV2Server(API_KEY, answer(result_code="SUCCESS", sub_mch_id="1900000109"))
+    assert v2.micropay(config, micropay_request(), client=mock_client(other)).code == "MISMATCH"
+    assert v2.micropay(config, micropay_request(), client=mock_client(same)).outcome is Outcome.SUCCESS
+
+
+@pytest.mark.parametrize(
+    ("echo", "outcome"),
+    [
+        ({"out_trade_no": "A1", "total_fee": "2", "transaction_id": "T1"}, Outcome.SUCCESS),
+        ({"out_trade_no": "A1", "total_fee": "1", "transaction_id": "T1"}, Outcome.TRANSIENT),  # a 1-fen "paid"
+        ({"out_trade_no": "A2", "total_fee": "2", "transaction_id": "T1"}, Outcome.TRANSIENT),
+        ({"out_trade_no": "A1", "total_fee": "2", "transaction_id": "T2"}, Outcome.TRANSIENT),
+    ],
+)
+def test_orderquery_answer_is_compared_with_the_order(echo: dict, outcome: Outcome) -> None:
+    """The query is sent by transaction_id; out_trade_no and total_fee are still the order's and compared."""
+    server = RecordingV2Server(API_KEY, answer(result_code="SUCCESS", trade_state="SUCCESS", **echo))
+    request = v2.OrderQueryRequest(transaction_id="T1", out_trade_no="A1", total_fee=2)
+    result = v2.orderquery(make_config(), request, client=mock_client(server))
+    assert result.outcome is outcome
+    assert "out_trade_no" not in server.requests[0] and "total_fee" not in server.requests[0]
+    if outcome is Outcome.TRANSIENT:
+        assert result.code == "MISMATCH" and "expected" in result.message
+
+
+def test_reverse_and_refund_answers_about_another_order_are_unknown() -> None:
+    reverse = RecordingV2Server(API_KEY, answer(result_code="SUCCESS", out_trade_no="OTHER"))
+    result = v2.reverse(make_config(), v2.ReverseRequest(out_trade_no="A1"), client=mock_client(reverse))
+    assert (result.outcome, result.code) == (Outcome.UNKNOWN, "MISMATCH")
+    refund = RecordingV2Server(
+        API_KEY, answer(result_code="SUCCESS", out_refund_no="R1", total_fee="100", refund_fee="2")
+    )
+    request = v2.RefundRequest(out_trade_no="A1", out_refund_no="R1", total_fee=100, refund_fee=1)
+    assert v2.refund(make_config(), request, client=mock_client(refund)).code == "MISMATCH"
