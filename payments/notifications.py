@@ -19,6 +19,7 @@ from payments import services
 from payments.gateways import umpay
 from payments.models import Payment, PaymentEvent, PaymentStatus, Refund, UmpayNotification
 from portal import jobs, throttle
+from portal.client_address import client_address
 from portal.models import Merchant
 from portal.selectors import signing_credentials_for
 
@@ -55,7 +56,7 @@ def _private_key(credentials) -> str:
 @csrf_exempt
 @require_POST
 def umpay_notification(request: HttpRequest) -> JsonResponse:
-    address = request.META.get("REMOTE_ADDR", "")
+    address = client_address(request)
     if throttle.exhausted(THROTTLE_SCOPE, address):
         # Too many notifications from this address did not verify: refused unstored; UMF sends again (non-00).
         return JsonResponse({"respCode": "99", "respMsg": "throttled"}, status=429)

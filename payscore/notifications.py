@@ -30,6 +30,7 @@ from payments.gateways.base import VerificationError
 from payscore import services
 from payscore.models import PayscoreNotification, ServiceOrder, ServiceOrderEvent
 from portal import throttle
+from portal.client_address import client_address
 from portal.models import ChannelCredentials
 
 logger = logging.getLogger(__name__)
@@ -131,7 +132,7 @@ def _find_order(credentials: ChannelCredentials, resource: Mapping[str, Any]) ->
 @csrf_exempt
 @require_POST
 def payscore_notification(request: HttpRequest) -> HttpResponse:
-    address = request.META.get("REMOTE_ADDR", "")
+    address = client_address(request)
     if throttle.exhausted(THROTTLE_SCOPE, address):
         # Too many notifications from this address did not verify: refused unstored, in WeChat's error shape
         # (WeChat retries anything but 200/204).

@@ -46,6 +46,27 @@ def test_umpay_unverified_posts_are_throttled_per_address(client):
     assert _garbage(client, PAYSCORE_URL).status_code == 401  # each endpoint has its own budget
 
 
+def test_behind_a_trusted_proxy_each_client_has_its_own_budget(client, settings):
+    settings.TRUSTED_PROXIES = ["10.0.0.0/8"]
+    settings.TRUSTED_PROXY_COUNT = 1
+
+    def via_proxy(client_ip):
+        return client.post(
+            "/notify/umpay/",
+            data=b"junk",
+            content_type="application/x-www-form-urlencoded",
+            REMOTE_ADDR="10.0.0.2",
+            HTTP_X_FORWARDED_FOR=client_ip,
+        )
+
+    for _ in range(3):
+        assert via_proxy("203.0.113.7").status_code != 429
+    assert via_proxy("203.0.113.7").status_code == 429
+    # Another sender behind the same proxy is not throttled by the first one's failures.
+    assert via_proxy("198.51.100.9").status_code != 429
+    assert UmpayNotification.objects.filter(remote_addr="198.51.100.9").count() == 1
+
+
 def test_verified_umpay_notifications_never_spend_the_budget(make_shop, client):
     from sandbox.services import _umpay_identity
 
