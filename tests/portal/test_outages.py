@@ -220,6 +220,19 @@ def test_cache_down_a_call_that_needs_the_cache_answers_json_503(shop, cache_dow
     assert time.monotonic() - started < 2
 
 
+@pytest.mark.django_db
+def test_cache_down_sign_in_fails_closed_with_the_503_page(client, cache_down):
+    """The sign-in lockout counts failures in the cache: without it no password is checked at all (an outage must
+    not become a way around the lockout), and the page says why."""
+    make_user("outage-signin", superuser=True)
+    client.raise_request_exception = False
+    for path in ("/login/", "/admin/login/"):
+        response = client.post(path, {"username": "outage-signin", "password": "wrong-password"})
+        assert response.status_code == 503, path
+        assert "portal/console.css" in response.content.decode()
+        assert "_auth_user_id" not in client.session
+
+
 # --- Redis as the broker --------------------------------------------------------------------------------------------
 
 
@@ -298,3 +311,17 @@ def test_production_settings_bound_every_wait_on_postgresql_and_redis():
     publish = bounds["publish"]
     worst_publish = (publish["max_retries"] + 1) * 2 * bounds["broker"]["socket_timeout"]  # connect + command
     assert worst_publish <= 2
+
+
+def test_schema_documents_the_503_of_every_terminal_operation():
+    from drf_spectacular.generators import SchemaGenerator
+
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    missing = [
+        f"{method.upper()} {path}"
+        for path, operations in schema["paths"].items()
+        if path.startswith("/api/terminal/v1/")
+        for method, operation in operations.items()
+        if method != "parameters" and "503" not in operation["responses"]
+    ]
+    assert missing == []
