@@ -229,22 +229,55 @@ class Cluster:
                 user = "nobody"
             shutil.chown(self._pg_dir, user)
             self._pg_as = ["runuser", "-u", user, "--"]
-        data = self._pg_dir / "data"
-        log = self._pg_dir / "server.log"
+        data = self._pg_data = self._pg_dir / "data"
         subprocess.run(
             [*self._pg_as, str(binaries / "initdb"), "-D", str(data), "-U", "facepay", "--auth=trust", "-E", "UTF8",
              "--no-locale"],
             check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         # Durability settings are PostgreSQL's defaults (fsync on): the numbers must mean something.
-        options = (
+        self._pg_options = (
             f"-p {self.pg_port} -k {self._pg_dir} -c listen_addresses=127.0.0.1 -c max_connections=300 "
             "-c shared_buffers=256MB"
         )
+        self._pg_ctl("start")
+
+    def _pg_ctl(self, action: str) -> None:
+        if action == "start":
+            log = self._pg_dir / "server.log"
+            args = ["-l", str(log), "-w", "-o", self._pg_options, "start"]
+        else:
+            args = ["-m", "immediate", "-w", "stop"]
         subprocess.run(
-            [*self._pg_as, str(binaries / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-o", options, "start"],
+            [*self._pg_as, str(self.pg_binaries / "pg_ctl"), "-D", str(self._pg_data), *args],
             check=True, stdout=subprocess.DEVNULL,
         )  # fmt: skip
+
+    # --- outages (the fault run): each by the process this cluster started, never by name -------------------------
+
+    def restart_database(self, down_seconds: float) -> None:
+        """PostgreSQL stopped the hard way (`pg_ctl -m immediate stop`: every connection cut, crash recovery at the
+        next start), left down `down_seconds`, started again on the same port and data."""
+        self._pg_ctl("stop")
+        time.sleep(down_seconds)
+        self._pg_ctl("start")
+
+    def pause_redis(self, seconds: float) -> None:
+        """Redis frozen (SIGSTOP) for `seconds`, then resumed (SIGCONT): connections stay open and nothing answers,
+        as with a hung or failing-over server."""
+        os.kill(self._redis.pid, signal.SIGSTOP)
+        try:
+            time.sleep(seconds)
+        finally:
+            os.kill(self._redis.pid, signal.SIGCONT)
+
+    def restart_redis(self, down_seconds: float) -> None:
+        """Redis killed (SIGKILL: no persistence in this cluster, so the broker's queues and the cache are lost, as
+        a real restart without persistence loses them), down `down_seconds`, started again on the same port."""
+        self._redis.kill()
+        self._redis.wait(timeout=10)
+        time.sleep(down_seconds)
+        self.start_redis()
 
     def start_redis(self) -> None:
         redis = shutil.which("redis-server") or "/usr/bin/redis-server"

@@ -8,8 +8,12 @@ the web tier serving the product (DEBUG off), the same web line serving the sand
 SANDBOX_CHAOS on), Celery workers + beat. Terminals are
 threads running `payments.simulator.run_payment` (FACE and CODE, WeChat direct and UMF merchants, ordinary amounts
 and the sandbox's scenario amounts), some sending the same payment twice at once, some cancelling; a refunder issues
-full, partial and over-the-limit refunds; a killer SIGKILLs workers (and now and then beat) and restarts them.
-After the load: the bad-input fuzzing, then a resolution window, then the invariants.
+full, partial and over-the-limit refunds; a killer SIGKILLs workers (and now and then beat) and restarts them; the
+outages thread restarts PostgreSQL (immediate stop, a few seconds down), pauses Redis (SIGSTOP/SIGCONT) and restarts
+it, `--outages` times each. Terminals treat 503 as "try again": they repeat the same request (a payment with the
+same out_trade_no, which is idempotent) after Retry-After, as a real terminal does; every response they get must be
+JSON, and none may be a 5xx other than 503. After the load: the bad-input fuzzing, then a resolution window, then
+the invariants.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import httpx
 
 from bench import badinput
 from bench.cluster import ROOT, Cluster, django_setup
+from payments.terminal_client import TerminalClient
 
 WECHAT_CODES = list(range(101, 112))
 UMF_CODES = list(range(201, 206))
@@ -80,6 +85,17 @@ class Stats:
     refunds_created: int = 0
     refunds_refused: Counter = field(default_factory=Counter)
     kills: Counter = field(default_factory=Counter)
+    exited: Counter = field(default_factory=Counter)  # workers / beat that exited by themselves (supervise())
+    # What the terminals were answered (OutageAwareTerminal), and the outages (outages()).
+    responses: Counter = field(default_factory=Counter)
+    not_json: list[str] = field(default_factory=list)
+    other_5xx: list[tuple[float, str]] = field(default_factory=list)  # (monotonic time, "status METHOD endpoint")
+    retries_503: Counter = field(default_factory=Counter)  # by the answer's code
+    gave_up_503: int = 0
+    outages: Counter = field(default_factory=Counter)
+    outage_windows: list[tuple[float, float]] = field(default_factory=list)
+    duplicate_pairs_after_503: int = 0
+    unavailable: list[tuple[float, float]] = field(default_factory=list)  # SERVICE_UNAVAILABLE: (sent, answered)
 
     def take(self, total: int, deadline: float) -> bool:
         with self.lock:
@@ -91,6 +107,88 @@ class Stats:
     def add(self, counter: str, key: str, n: int = 1) -> None:
         with self.lock:
             getattr(self, counter)[key] += n
+
+
+class OutageAwareTerminal(TerminalClient):
+    """A terminal as the fault run's outages need it: a 503 means "try again" — the same request is sent again
+    (signed anew) after Retry-After, for up to `patience` seconds — and a payment always carries its own
+    out_trade_no, so sending it again cannot make a second order. Every answer is checked: JSON, and no 5xx other
+    than 503."""
+
+    def __init__(self, *args, stats: Stats, patience: float = 120.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.stats = stats
+        self.patience = patience
+        self.retried = 0  # 503 answers this client has repeated a request after
+
+    def request(self, method, endpoint, payload=None, *, params=None, nonce=None):
+        if (
+            method == "POST"
+            and endpoint == "payments"
+            and isinstance(payload, dict)
+            and not payload.get("out_trade_no")
+        ):
+            payload = {**payload, "out_trade_no": "FLT" + secrets.token_hex(12).upper()}
+        deadline = time.monotonic() + self.patience
+        while True:
+            sent = time.monotonic()
+            response = super().request(method, endpoint, payload, params=params, nonce=nonce)
+            self._check(method, endpoint, response)
+            if response.status_code == 503 and self._code(response) == "SERVICE_UNAVAILABLE":
+                with self.stats.lock:
+                    self.stats.unavailable.append((sent, time.monotonic()))
+            if response.status_code != 503:
+                return response
+            if time.monotonic() > deadline:
+                with self.stats.lock:
+                    self.stats.gave_up_503 += 1
+                return response
+            self.retried += 1
+            self.stats.add("retries_503", self._code(response))
+            try:
+                wait = float(response.headers.get("Retry-After", "1"))
+            except ValueError:
+                wait = 1.0
+            time.sleep(min(max(wait, 0.2), 5.0))
+
+    @staticmethod
+    def _code(response) -> str:
+        try:
+            return str(response.json().get("code", "?"))
+        except ValueError:
+            return "not JSON"
+
+    def _check(self, method: str, endpoint: str, response) -> None:
+        what = f"{response.status_code} {method} {endpoint.split('/')[0]}"
+        with self.stats.lock:
+            self.stats.responses[response.status_code] += 1
+            if response.status_code >= 500 and response.status_code != 503:
+                self.stats.other_5xx.append((time.monotonic(), what))
+        try:
+            response.json()
+            json_ok = response.headers.get("Content-Type", "").startswith("application/json")
+        except ValueError:
+            json_ok = False
+        if not json_ok:
+            with self.stats.lock:
+                self.stats.not_json.append(f"{what}: {response.headers.get('Content-Type', '')} {response.text[:80]!r}")
+
+
+class PatientSandbox(httpx.Client):
+    """The terminal SDK's stand-ins on the sandbox (rawdata, face_code) share the cluster's PostgreSQL and Redis, so
+    an outage makes them fail too: asked again until they answer, as the SDK's local calls would not fail."""
+
+    def post(self, url, *args, **kwargs):
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                response = super().post(url, *args, **kwargs)
+                if response.status_code < 500 or time.monotonic() > deadline:
+                    return response
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise
+            time.sleep(0.5)
 
 
 def pick_amount(channel: str, rng: random.Random, scenario_share: float) -> int:
@@ -135,11 +233,12 @@ def drive_terminal(
     scenario_share: float,
 ) -> None:
     from payments.simulator import random_payment_code, run_payment
-    from payments.terminal_client import TerminalClient
 
     rng = random.Random(seed)
-    terminal = TerminalClient(cluster.app_url, device_id=device["device_id"], secret=device["secret"], timeout=40)
-    sandbox = httpx.Client(base_url=cluster.sandbox_url, timeout=40)
+    terminal = OutageAwareTerminal(
+        cluster.app_url, device_id=device["device_id"], secret=device["secret"], timeout=40, stats=stats
+    )
+    sandbox = PatientSandbox(base_url=cluster.sandbox_url, timeout=40)
     try:
         while stats.take(total, deadline):
             amount = pick_amount(device["channel"], rng, scenario_share)
@@ -176,19 +275,25 @@ def duplicate_submission(terminal, stats: Stats, amount: int, code: str) -> None
         "auth_code": code,
         "method": "CODE",
     }
+    retried_before = terminal.retried
     with ThreadPoolExecutor(2) as pool:
         answers = list(pool.map(lambda _: terminal.post("payments", payload), range(2)))
     statuses = sorted(a.status_code for a in answers)
+    # A 503 after the order was inserted (the database lost before the answer) is repeated, and the repeat finds
+    # the order: then both answers are 200. The double-charge check still counts its charges.
+    after_503 = terminal.retried > retried_before and statuses == [200, 200]
     with stats.lock:
         stats.duplicate_pairs += 1
         stats.outcomes["duplicate pair"] += 1
-        if statuses != [200, 201]:
+        if after_503:
+            stats.duplicate_pairs_after_503 += 1
+        elif statuses != [200, 201]:
             stats.duplicate_anomalies.append(f"{payload['out_trade_no']}: {statuses}")
 
 
 def refunder(stop: threading.Event, stats: Stats, interval: float, seed: int) -> None:
     """Staff refunds while the run goes on: full (a reverse), partial, and pairs that together exceed the amount."""
-    from django.db import close_old_connections
+    from django.db import InterfaceError, OperationalError, close_old_connections
 
     from payments import services
     from payments.models import Payment
@@ -197,12 +302,16 @@ def refunder(stop: threading.Event, stats: Stats, interval: float, seed: int) ->
     rng = random.Random(seed)
     while not stop.wait(interval):
         close_old_connections()
-        ids = list(
-            Payment.objects.filter(status__in=["SUCCESS", "PARTIALLY_REFUNDED"]).values_list("pk", flat=True)[:400]
-        )
-        if not ids:
+        try:
+            ids = list(
+                Payment.objects.filter(status__in=["SUCCESS", "PARTIALLY_REFUNDED"]).values_list("pk", flat=True)[:400]
+            )
+            if not ids:
+                continue
+            payment = Payment.objects.get(pk=rng.choice(ids))
+        except (OperationalError, InterfaceError):
+            stats.add("refunds_refused", "database unavailable")  # PostgreSQL restarting: staff try again later
             continue
-        payment = Payment.objects.get(pk=rng.choice(ids))
         left = payment.total_fee - payment.reserved_refund_fee
         roll = rng.random()
         if roll < 0.35:
@@ -221,6 +330,8 @@ def refunder(stop: threading.Event, stats: Stats, interval: float, seed: int) ->
                     stats.refunds_created += 1
             except DomainError as exc:
                 stats.add("refunds_refused", exc.code)
+            except (OperationalError, InterfaceError):
+                stats.add("refunds_refused", "database unavailable")  # rolled back: nothing was reserved
             finally:
                 close_old_connections()
 
@@ -231,9 +342,20 @@ def refunder(stop: threading.Event, stats: Stats, interval: float, seed: int) ->
                 list(pool.map(one, fees))
 
 
+def supervise(cluster: Cluster, stats: Stats) -> None:
+    """Start again a worker or beat that exited by itself, as the process manager does in production (a Celery
+    worker can exit on a broker connection lost mid-restore: kombu's 'Unrecoverable error')."""
+    for name, process in cluster.processes.items():
+        if name.startswith(("worker", "beat")) and process.popen is not None and not process.alive:
+            stats.add("exited", name)
+            say(f"{name} exited by itself (status {process.popen.returncode}); starting it again")
+            process.start()
+
+
 def killer(stop: threading.Event, cluster: Cluster, stats: Stats, every: tuple[float, float], seed: int) -> None:
     rng = random.Random(seed)
     while not stop.wait(rng.uniform(*every)):
+        supervise(cluster, stats)
         names = [n for n in cluster.processes if n.startswith("worker")]
         victim = "beat" if rng.random() < 0.15 else rng.choice(names)
         process = cluster.processes[victim]
@@ -241,6 +363,60 @@ def killer(stop: threading.Event, cluster: Cluster, stats: Stats, every: tuple[f
         stats.add("kills", victim)
         stop.wait(rng.uniform(0.5, 3.0))
         process.start()
+
+
+OUTAGE_KINDS = ("PostgreSQL restarted", "Redis paused", "Redis restarted")
+
+
+def outages(stop: threading.Event, cluster: Cluster, stats: Stats, rounds: int, gap: float, seed: int) -> None:
+    """`rounds` times each: PostgreSQL stopped with `pg_ctl -m immediate stop` and started 2-4 s later; Redis frozen
+    with SIGSTOP for 3-5 s; Redis killed and started 2-4 s later; `gap` seconds (±30 %) of normal service before
+    each. Runs its whole plan (the load waits for it), so every outage happens while terminals pay."""
+    rng = random.Random(seed)
+    for _ in range(rounds):
+        for kind in OUTAGE_KINDS:
+            if stop.wait(gap * rng.uniform(0.7, 1.3)):
+                return
+            seconds = rng.uniform(3, 5) if kind == "Redis paused" else rng.uniform(2, 4)
+            say(f"outage: {kind} ({seconds:.1f} s)")
+            started = time.monotonic()
+            if kind == "PostgreSQL restarted":
+                cluster.restart_database(seconds)
+            elif kind == "Redis paused":
+                cluster.pause_redis(seconds)
+            else:
+                cluster.restart_redis(seconds)
+            with stats.lock:
+                stats.outages[kind] += 1
+                stats.outage_windows.append((started, time.monotonic()))
+
+
+def reconnect_database(attempts: int = 60) -> None:
+    """This process's connections after the outages: the pool's idle ones were cut by the PostgreSQL restart, and
+    the pool hands each out once more before it sees it is broken. Borrow until one answers."""
+    from django.db import InterfaceError, OperationalError, connection, connections
+
+    for _ in range(attempts):
+        connections.close_all()
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+            return
+        except (OperationalError, InterfaceError):
+            time.sleep(0.5)
+    raise RuntimeError("the database did not come back after the outages")
+
+
+def in_outage(moment: float, windows: list[tuple[float, float]], grace: float = 5.0) -> bool:
+    """Within an outage, or `grace` seconds after it (a request sent just before the end may still meet it)."""
+    return any(start <= moment <= end + grace for start, end in windows)
+
+
+def slowest_unavailable(answers: list[tuple[float, float]], windows: list[tuple[float, float]]) -> tuple[float, float]:
+    """The slowest SERVICE_UNAVAILABLE answer to a request sent during an outage, and the slowest of all (those
+    include requests in flight when the outage began, e.g. a long-poll that had been waiting for seconds)."""
+    during = [answered - sent for sent, answered in answers if in_outage(sent, windows, grace=0)]
+    return max(during, default=0.0), max((answered - sent for sent, answered in answers), default=0.0)
 
 
 def unsettled() -> tuple[int, int]:
@@ -301,13 +477,18 @@ def configured_secrets(cluster: Cluster) -> list[str]:
     return values
 
 
-def server_errors_in_access_log(path: Path) -> int:
-    """Access log lines with a 5xx status (the product's server only: the sandbox's 500s are chaos). The status
-    follows the quoted request line: uvicorn's lines end with it, gunicorn's own format goes on with the size."""
+def server_errors_in_access_log(path: Path, *, except_503: bool = False) -> int:
+    """Access log lines with a 5xx status (the product's server only: the sandbox's 500s are chaos), or with one
+    other than 503 (an outage or a busy channel, answered in the API's shape). The status follows the quoted request
+    line: uvicorn's lines end with it, gunicorn's own format goes on with the size."""
     if not path.exists():
         return 0
     status = re.compile(r'" (5\d\d)\b')
-    return sum(1 for line in path.read_text("utf-8", "replace").splitlines() if status.search(line))
+    return sum(
+        1
+        for line in path.read_text("utf-8", "replace").splitlines()
+        if (match := status.search(line)) and not (except_503 and match.group(1) == "503")
+    )
 
 
 def upstream_trouble_seen() -> str:
@@ -354,6 +535,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenario-share", type=float, default=0.3, help="share of payments with scenario amounts")
     parser.add_argument("--celery-workers", type=int, default=2)
     parser.add_argument("--kill-every", default="4,12", help="seconds between worker kills: min,max")
+    parser.add_argument("--outages", type=int, default=2, help="times each outage happens during the load")
+    parser.add_argument("--outage-gap", type=float, default=30, help="seconds of normal service before each outage")
     parser.add_argument("--refund-every", type=float, default=0.5)
     parser.add_argument("--max-load-seconds", type=float, default=3600)
     parser.add_argument("--resolution-seconds", type=float, default=420, help="longest wait for everything to settle")
@@ -366,7 +549,8 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = ROOT / "var" / "faults" / datetime.now().strftime("%Y%m%d-%H%M%S")
     cluster = Cluster(
         run_dir,
-        extra_env=TIMINGS,
+        # The fuzzer reads /api/schema/ of this production-settings cluster without signing in.
+        extra_env={**TIMINGS, "API_SCHEMA_PUBLIC": "true"},
         sandbox_env={"SANDBOX_CHAOS": args.chaos},
         celery_workers=args.celery_workers,
     )
@@ -392,7 +576,10 @@ def main(argv: list[str] | None = None) -> int:
             threading.Thread(target=killer, args=(stop, cluster, stats, (low, high), rng_seed + 1), daemon=True),
             threading.Thread(target=refunder, args=(stop, stats, args.refund_every, rng_seed + 2), daemon=True),
         ]
-        for thread in helpers:
+        outage_thread = threading.Thread(
+            target=outages, args=(stop, cluster, stats, args.outages, args.outage_gap, rng_seed + 3), daemon=True
+        )
+        for thread in [*helpers, outage_thread]:
             thread.start()
         deadline = time.monotonic() + args.max_load_seconds
         load_started = time.monotonic()
@@ -420,6 +607,9 @@ def main(argv: list[str] | None = None) -> int:
             for future in futures:
                 future.result()
         load_seconds = time.monotonic() - load_started
+        if outage_thread.is_alive():
+            say("load done before the outage plan: waiting for the remaining outages")  # shorten --outage-gap
+            outage_thread.join()
         stop.set()
         for thread in helpers:
             thread.join(timeout=30)
@@ -427,6 +617,7 @@ def main(argv: list[str] | None = None) -> int:
             if not process.alive:
                 say(f"restarting {name} for the resolution window")
                 process.start()
+        reconnect_database()
         say(f"load done in {load_seconds:.0f} s: {dict(stats.outcomes)}")
 
         from sandbox.models import SandboxWechatMerchant
@@ -473,12 +664,18 @@ def main(argv: list[str] | None = None) -> int:
     from bench.secrets_scan import scan
 
     leaks = scan(sorted(cluster.logs.iterdir()), secret_values)
-    app_5xx = server_errors_in_access_log(cluster.logs / "app-access.log")
+    app_5xx = server_errors_in_access_log(cluster.logs / "app-access.log", except_503=True)
+    app_503 = server_errors_in_access_log(cluster.logs / "app-access.log") - app_5xx
+    other_5xx_in_outages = [what for moment, what in stats.other_5xx if in_outage(moment, stats.outage_windows)]
+    slowest_during, slowest_any = slowest_unavailable(stats.unavailable, stats.outage_windows)
 
     counts = report.counts()
     invariant_rows: list[tuple[str, Any]] = list(counts.items())
     invariant_rows.append(("secrets found in the run's logs", sum(n for _, n in leaks)))
-    invariant_rows.append(("terminal API 5xx responses (load + fuzzing)", app_5xx))
+    invariant_rows.append(("terminal API 5xx other than 503 (load + fuzzing)", app_5xx))
+    invariant_rows.append(("terminal responses that were not JSON", len(stats.not_json)))
+    invariant_rows.append(("5xx other than 503 during outages", len(other_5xx_in_outages)))
+    invariant_rows.append(("requests still 503 after 120 s of retrying", stats.gave_up_503))
     invariant_rows.append(("schemathesis: responses 5xx", len(terminal_fuzz.server_errors)))
     invariant_rows.append(("schemathesis: 4xx without {code,message,details}", len(terminal_fuzz.bad_error_shape)))
     invariant_rows.append(("notifications unsigned/garbled accepted", len(notification_fuzz.accepted)))
@@ -493,10 +690,21 @@ def main(argv: list[str] | None = None) -> int:
         ("ATTENTION (a person settles; scenario 109 REVERSE_EXPIRE)", len(report.attention)),
         ("  of which charged upstream", len(report.attention_charged_there)),
         ("duplicate submissions (pairs)", stats.duplicate_pairs),
+        ("  answered 200 + 200 after a 503 was repeated", stats.duplicate_pairs_after_503),
         ("cancels by terminals", stats.cancels),
+        ("outages", ", ".join(f"{k} {v}" for k, v in stats.outages.items()) or "0"),
+        ("terminal answers by status", ", ".join(f"{k} {v}" for k, v in sorted(stats.responses.items()))),
+        (
+            "  503 repeated by terminals, by code",
+            ", ".join(f"{k} {v}" for k, v in sorted(stats.retries_503.items())) or "0",
+        ),
+        ("  503 in the access log (outages, busy channel)", app_503),
+        ("  slowest 503 SERVICE_UNAVAILABLE to a request sent in an outage", f"{slowest_during:.2f} s"),
+        ("  slowest 503 SERVICE_UNAVAILABLE, requests in flight included", f"{slowest_any:.2f} s"),
         ("upstream trouble the product met (chaos + scenarios)", trouble),
         ("sandbox answers 5xx (chaos)", server_errors_in_access_log(cluster.logs / "sandbox-access.log")),
         ("SIGKILLs", ", ".join(f"{k} {v}" for k, v in sorted(kills.items())) or "0"),
+        ("exited by themselves, started again", ", ".join(f"{k} {v}" for k, v in sorted(stats.exited.items())) or "0"),
         ("driver errors", ", ".join(f"{k} {v}" for k, v in stats.driver_errors.items()) or "0"),
         ("schemathesis requests (operations)", f"{terminal_fuzz.requests} ({terminal_fuzz.operations})"),
         ("notifications sent", notification_fuzz.sent),
@@ -518,6 +726,8 @@ def main(argv: list[str] | None = None) -> int:
         "refunds_exceeding": report.refunds_exceeding[:20],
         "secret_leaks": leaks,
         "duplicate_anomalies": stats.duplicate_anomalies[:20],
+        "not_json": stats.not_json[:20],
+        "other_5xx": [what for _, what in stats.other_5xx][:20],
     }
     if failed:
         say("FAILED: " + "; ".join(failed))

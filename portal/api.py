@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import redis.exceptions
 from asgiref.sync import sync_to_async
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import extend_schema, extend_schema_serializer
@@ -15,8 +16,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from portal import services, wakeup
+from portal.api_errors import log_dependency_error
 from portal.db import release_connections
 from portal.terminal_auth import DeviceSignatureAuthentication, TerminalPrincipal
+
+# What the Redis cache raises when it is down or hangs (its socket timeouts: CACHE_SOCKET_TIMEOUT).
+CACHE_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 
 class IsDevice(permissions.BasePermission):
@@ -25,7 +30,11 @@ class IsDevice(permissions.BasePermission):
 
 
 class DeviceRateThrottle(throttling.SimpleRateThrottle):
-    """Per-device request rate (REST_FRAMEWORK['DEFAULT_THROTTLE_RATES']['device'])."""
+    """Per-device request rate (REST_FRAMEWORK['DEFAULT_THROTTLE_RATES']['device']).
+
+    The counters live in the cache. While the cache is unreachable the throttle lets requests through (logged):
+    it protects capacity, not money — every request is still device-signed and its nonce recorded in the database —
+    and refusing payments because Redis is down would stop the shops for nothing (docs/operations.md, "Outages")."""
 
     scope = "device"
 
@@ -33,6 +42,13 @@ class DeviceRateThrottle(throttling.SimpleRateThrottle):
         if not isinstance(request.user, TerminalPrincipal):
             return None
         return self.cache_format % {"scope": self.scope, "ident": request.user.device.pk}
+
+    def allow_request(self, request, view):
+        try:
+            return super().allow_request(request, view)
+        except CACHE_ERRORS as exc:
+            log_dependency_error(exc, "the device throttle", "request let through")
+            return True
 
 
 class TerminalApiView(APIView):

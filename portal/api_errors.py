@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+import time
+
+import kombu.exceptions
+import redis.exceptions
 from django.core.exceptions import DisallowedHost, RequestDataTooBig
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.http import Http404, JsonResponse
+from django.db import InterfaceError, OperationalError
+from django.http import Http404, HttpResponse, JsonResponse
+from django.template.loader import render_to_string
+from django.utils.deprecation import MiddlewareMixin
 from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -38,6 +46,74 @@ def flatten_detail(detail) -> dict:
     return out
 
 
+# A dependency that is down, failing over or hanging: PostgreSQL (Django's wrappers of psycopg's errors, including
+# the pool's timeout while it has no connection to give), Redis as the cache, Redis as the broker (kombu). Not a bug:
+# the terminal is told to come back (503 SERVICE_UNAVAILABLE, Retry-After) instead of getting a 500. What was
+# committed before the failure stays committed, and an order's lease (next_check_at) lets the sweeper finish it.
+DEPENDENCY_ERRORS = (
+    OperationalError,
+    InterfaceError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    kombu.exceptions.OperationalError,
+)
+RETRY_AFTER_SECONDS = 2
+logger = logging.getLogger("portal.outage")
+_last_logged: dict[tuple[str, str], list] = {}  # (where, error type) → [monotonic time, lines suppressed since]
+
+
+def log_dependency_error(exc: BaseException, where: str, detail: str = "") -> None:
+    """A warning with the error's type and text, at most once a second per place and error type: an outage fails
+    every request, and one line a second says as much as a thousand."""
+    now, key = time.monotonic(), (where, type(exc).__name__)
+    last = _last_logged.setdefault(key, [float("-inf"), 0])
+    if now - last[0] < 1.0:
+        last[1] += 1
+        return
+    more = f" (+{last[1]} more since the last line)" if last[1] else ""
+    last[0], last[1] = now, 0
+    logger.warning(
+        "dependency unavailable in %s%s: %s: %s%s", where, f" ({detail})" if detail else "", type(exc).__name__,
+        str(exc)[:200], more,
+    )  # fmt: skip
+
+
+def service_unavailable_body() -> dict:
+    return error_body(
+        "SERVICE_UNAVAILABLE",
+        "The service is briefly unavailable; try again shortly. Repeat a payment only with the same out_trade_no.",
+    )
+
+
+def service_unavailable_json() -> JsonResponse:
+    response = JsonResponse(service_unavailable_body(), status=503)
+    response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
+def service_unavailable_page() -> HttpResponse:
+    # No request context: the context processors would read the session and the user, i.e. the database.
+    response = HttpResponse(render_to_string("503.html"), status=503)
+    response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
+class DependencyOutageMiddleware(MiddlewareMixin):
+    """DEPENDENCY_ERRORS raised by any view → 503 with Retry-After: JSON in the API's shape under /api/ and
+    /notify/ (the terminal API's DRF views leave these errors to it, and so do its waits after the DRF view has
+    answered), the styled page elsewhere (console, admin). In MIDDLEWARE and TERMINAL_API_MIDDLEWARE. Synchronous
+    and asynchronous (MiddlewareMixin): under ASGI it adds no thread hop; its hook runs only when a view raises."""
+
+    def process_exception(self, request, exception):
+        if not isinstance(exception, DEPENDENCY_ERRORS):
+            return None
+        machine = request.path.startswith(_MACHINE_PREFIXES)
+        log_dependency_error(exception, "the API" if machine else "the console", request.path)
+        if machine:
+            return service_unavailable_json()
+        return service_unavailable_page()
+
+
 def exception_handler(exc, context):
     headers = {}
     if isinstance(exc, DomainError):
@@ -59,7 +135,7 @@ def exception_handler(exc, context):
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
     if not isinstance(exc, exceptions.APIException):
-        return None  # a bug: let Django answer 500 and log it
+        return None  # a bug: let Django answer 500 and log it (an outage: DependencyOutageMiddleware answers 503)
 
     if getattr(exc, "auth_header", None):
         headers["WWW-Authenticate"] = exc.auth_header

@@ -29,16 +29,21 @@ class DeviceSignatureScheme(OpenApiAuthenticationExtension):
         }
 
 
-# Answers any terminal call can get from the authentication, permission and throttle layers (README "Terminal API").
+# Answers any terminal call can get from the authentication, permission and throttle layers, and from an outage of
+# the database or Redis (portal.api_errors.DependencyOutageMiddleware) (README "Terminal API").
 _TERMINAL_ERRORS = {
     "401": "Not authenticated: header missing or invalid, unknown device, timestamp off, bad signature, nonce reused.",
     "403": "Authentic, but not allowed to transact: device, store, merchant or service provider disabled.",
     "429": "Over the per-device rate; see Retry-After.",
+    "503": (
+        "SERVICE_UNAVAILABLE: the database or Redis is briefly unreachable (or the operation's own 503, e.g. "
+        "CHANNEL_BUSY). Repeat after Retry-After; a payment with the same out_trade_no."
+    ),
 }
 
 
 def add_terminal_errors(result, generator, request, public):
-    """drf-spectacular postprocessing hook: every terminal operation documents the 401/403/429 answers."""
+    """drf-spectacular postprocessing hook: every terminal operation documents the 401/403/429/503 answers."""
     error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
     for path, operations in result.get("paths", {}).items():
         if not path.startswith("/api/terminal/"):

@@ -83,6 +83,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "portal.api_errors.DependencyOutageMiddleware",  # database / Redis unreachable → 503 (JSON or a page)
 ]
 # The terminal API's own chain under ASGI (portal.handlers): device-signed JSON uses no session, CSRF token, user or
 # message, and every synchronous middleware costs each request two thread hops there.
@@ -90,6 +91,7 @@ TERMINAL_API_MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "portal.api_errors.DependencyOutageMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -126,14 +128,19 @@ elif DB_POOL_MAX_SIZE := env.int("DB_POOL_MAX_SIZE", default=8):
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": min(DB_POOL_MAX_SIZE, env.int("DB_POOL_MIN_SIZE", default=2)),
         "max_size": DB_POOL_MAX_SIZE,
-        # How long a request waits for a free connection before it fails (a JSON 503 under /api/).
-        "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
+        # How long a request waits for a free connection before it fails (a JSON 503 under /api/). While PostgreSQL
+        # is down the pool has no connection to give, so this is also how soon a terminal hears 503 then.
+        "timeout": env.float("DB_POOL_TIMEOUT", default=1.5),
     }
 else:
     # DB_POOL_MAX_SIZE=0: no pool (e.g. behind PgBouncer). Connections are per thread, and under ASGI every request
     # has a thread of its own: a persistent one (DB_CONN_MAX_AGE > 0) would outlive its request unused.
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=0)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+if DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
+    # A server that does not answer (a failover, a lost host) fails a connection attempt after this many seconds
+    # instead of the operating system's minutes; a stopped one refuses at once.
+    DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", env.int("DB_CONNECT_TIMEOUT", default=2))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Per-process memory cache by default; production uses Redis (CACHE_URL=redis://...) so caches are shared.
@@ -141,6 +148,12 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 CACHES = {"default": env.cache_url_config(_required_in_production("CACHE_URL", "locmemcache://"))}
 if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache":
     CACHES["default"]["BACKEND"] = "portal.cache.RedisCache"  # reuses its Redis clients (portal/cache.py)
+    # A Redis that is down or hangs (paused, failing over) fails a cache call after this long instead of never:
+    # the device throttle then lets the request through, anything else answers 503 (docs/operations.md, "Outages").
+    _cache_timeout = env.float("CACHE_SOCKET_TIMEOUT", default=0.5)
+    CACHES["default"].setdefault("OPTIONS", {}).update(
+        {"socket_connect_timeout": _cache_timeout, "socket_timeout": _cache_timeout}
+    )
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 8}},
@@ -254,6 +267,15 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
     if CELERY_BROKER_URL.startswith("filesystem")
     else {}
 )
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # A broker that is down or hangs fails a publish within about three BROKER_SOCKET_TIMEOUTs (one retry, which
+    # also reconnects a pooled connection that a Redis restart closed) instead of redis-py's 5 s per attempt and
+    # Celery's 3 retries: the request that queued the task goes on, and the sweeper re-drives the order from its
+    # lease (next_check_at; portal/jobs.py). The workers wait for tasks in kombu's event loop, not on this timeout.
+    _broker_timeout = env.float("BROKER_SOCKET_TIMEOUT", default=0.5)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_timeout": _broker_timeout, "socket_connect_timeout": _broker_timeout}
+    CELERY_BROKER_CONNECTION_TIMEOUT = _broker_timeout
+    CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0, "interval_max": 0}
 CELERY_RESULT_BACKEND = None  # tasks record their outcome in the database, not in a result store
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
