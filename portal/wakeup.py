@@ -29,6 +29,7 @@ from django.db import connection, transaction
 logger = logging.getLogger(__name__)
 
 CHANNEL = "facepay_wakeup"
+LISTENER_NAME = "facepay-wakeup"  # application_name of the LISTEN connection (pg_stat_activity)
 _RECENT_SECONDS = 120.0  # how long a wake-up is remembered for a waiter that read the state just before it
 
 
@@ -148,7 +149,7 @@ class Hub:
 
         while not self._stop.is_set():
             try:
-                with psycopg.connect(**params, autocommit=True) as listener:
+                with psycopg.connect(**{**params, "application_name": LISTENER_NAME}, autocommit=True) as listener:
                     listener.execute(f"LISTEN {CHANNEL}")
                     self.generation += 1
                     self.listening = True
@@ -164,7 +165,11 @@ class Hub:
             except Exception as exc:
                 logger.warning("wake-up listener lost its connection (%s); reconnecting", type(exc).__name__)
             finally:
-                self.listening = False
+                was_listening, self.listening = self.listening, False
+                if was_listening:
+                    # Silence no longer means "nothing changed": every waiter re-reads now (a database that went
+                    # down answers it 503 at once) and then every WAKEUP_LOCAL_RECHECK_SECONDS until reconnected.
+                    self.wake_all()
             self._stop.wait(1.0)
 
 

@@ -18,15 +18,17 @@ import time
 
 import httpx
 import kombu.exceptions
+import psycopg
 import pytest
-from django.db import OperationalError
+from django.db import OperationalError, connection
 from django.db.backends.utils import CursorWrapper
 from django.test import override_settings
+from psycopg import connect as _connect  # unpatched: the test's own way in
 
 from payments import services
 from payments.models import Payment, PaymentStatus
 from payments.terminal_client import authorization_header
-from portal import api_errors, jobs
+from portal import api_errors, jobs, wakeup
 from portal.handlers import application as asgi_application
 from tests.factories import make_user
 
@@ -39,6 +41,18 @@ def _database_down(monkeypatch) -> None:
 
     monkeypatch.setattr(CursorWrapper, "_execute", broken)
     monkeypatch.setattr(CursorWrapper, "_executemany", broken)
+    monkeypatch.setattr(psycopg, "connect", broken)  # new connections too, the wake-up listener's among them
+
+
+def _terminate_wakeup_listener() -> None:
+    """Closes the LISTEN connection from the server side, as a PostgreSQL shutdown does (psycopg directly: Django's
+    cursors are the ones patched to fail)."""
+    with _connect(**connection.get_connection_params(), autocommit=True) as admin:
+        terminated = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+            [wakeup.LISTENER_NAME],
+        ).fetchall()
+    assert terminated, "the wake-up listener was not connected"
 
 
 def _assert_json_503(response) -> None:
@@ -128,12 +142,14 @@ def test_database_down_answers_json_503_to_a_channel_notification(client, monkey
 @pytest.mark.django_db(transaction=True)
 def test_database_lost_while_a_terminal_long_polls_answers_json_503_under_asgi(make_shop, monkeypatch, settings):
     """The wait runs after the DRF view has answered (portal.api.waiting_view), on TERMINAL_API_MIDDLEWARE: a
-    re-read failing there is answered by the middleware, not by Django's 500."""
+    re-read failing there is answered by the middleware, not by Django's 500. On PostgreSQL the waiter is woken
+    when the wake-up listener loses its connection, so the terminal learns of the outage at once, not at the end
+    of its wait."""
     settings.WAKEUP_LOCAL_RECHECK_SECONDS = 0.2
     shop = make_shop()
     order = shop.pay(1101)  # USERPAYING: the request will wait
     assert order["status"] == "PAYING"
-    path = f"/api/terminal/v1/payments/{order['out_trade_no']}?wait=5"
+    path = f"/api/terminal/v1/payments/{order['out_trade_no']}?wait=30"  # answered long before the wait ends
     answer: dict[str, httpx.Response] = {}
 
     async def send() -> None:
@@ -151,6 +167,9 @@ def test_database_lost_while_a_terminal_long_polls_answers_json_503_under_asgi(m
     assert thread.is_alive()
     with monkeypatch.context() as patch:
         _database_down(patch)
+        if connection.vendor == "postgresql":
+            # A stopped server also closes the wake-up listener's connection (its own, outside Django's cursors).
+            _terminate_wakeup_listener()
         thread.join(10)
     _assert_json_503(answer["response"])
 
