@@ -391,3 +391,16 @@ def refund_query(*, refund) -> Answer:
     )
     answer = _answer(result)
     return Answer(**{**answer.__dict__, "code": result.refund_status or result.code})
+
+
+def download_bill(*, merchant: Merchant, bill_date: str, bill_type: str = "ALL") -> wechatpay_v2.DownloadBillResult:
+    """The WeChat Pay v2 trade bill of `bill_date` (yyyyMMdd) for this merchant (in service-provider mode the
+    provider's credentials and the merchant's sub_mch_id). UMF merchants have no bill download here."""
+    if _is_umpay(merchant):
+        raise InvalidState("UMF bills are not downloaded; import the file.", code="NO_BILL_DOWNLOAD")
+    return wechatpay_v2.downloadbill(
+        _wechat_config(merchant),
+        wechatpay_v2.DownloadBillRequest(bill_date=bill_date, bill_type=bill_type),
+        client=upstream_client,
+        timeouts=_timeouts(settings.RECONCILIATION_DOWNLOAD_TIMEOUT),
+    )

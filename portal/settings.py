@@ -72,6 +72,7 @@ INSTALLED_APPS = [
     "sandbox",  # models always installed; URLs mounted only when SANDBOX_ENABLED allows
     "payscore",
     "members",
+    "reconciliation",
 ]
 
 MIDDLEWARE = [
@@ -310,7 +311,20 @@ CELERY_BEAT_SCHEDULE = {
         "task": "payscore.tasks.prune_unverified_notifications",
         "schedule": crontab(hour=4, minute=20),
     },
+    # Yesterday's WeChat Pay bills, after WeChat publishes them (from about 10:00 China time; CELERY_TIMEZONE is
+    # China time); each merchant's task retries until its bill is there.
+    "reconciliation-fetch-bills": {
+        "task": "reconciliation.tasks.fetch_bills",
+        "schedule": crontab(hour=10, minute=15),
+    },
 }
+# Reconciliation (docs/reconciliation.md): how long a bill download may take to answer, how often a bill not yet
+# published is asked for again and for how many times, and how close to midnight a payment may be paid and still be
+# expected on the next day's bill instead of being reported missing.
+RECONCILIATION_DOWNLOAD_TIMEOUT = env.float("RECONCILIATION_DOWNLOAD_TIMEOUT", default=60.0)
+RECONCILIATION_RETRY_SECONDS = env.int("RECONCILIATION_RETRY_SECONDS", default=1800)
+RECONCILIATION_RETRY_MAX = env.int("RECONCILIATION_RETRY_MAX", default=24)
+RECONCILIATION_CUTOFF_GRACE_SECONDS = env.int("RECONCILIATION_CUTOFF_GRACE_SECONDS", default=120)
 
 # --- Upstreams ---
 # The built-in stand-in for WeChat Pay and UMF. Never on by accident in production: with DEBUG off it mounts only

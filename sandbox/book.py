@@ -60,6 +60,14 @@ def china_time(moment: datetime, fmt: str) -> str:
     return timezone.localtime(moment).strftime(fmt)
 
 
+CHINA_TZ = umpay.CHINA_TZ
+
+
+def localtime(moment: datetime) -> datetime:
+    """China time, naive (as the channels' bills print it)."""
+    return moment.astimezone(CHINA_TZ).replace(tzinfo=None)
+
+
 def mark_umpay_paid(order: SandboxUmpayOrder, paid_at: datetime) -> None:
     """Record the charge and owe the backUrl a trade notification."""
     order.orig_resp_code = "00"

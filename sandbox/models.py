@@ -289,3 +289,22 @@ class SandboxNotification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.event_type} → {self.url}"
+
+
+class SandboxBillPlant(models.Model):
+    """A difference planted in the sandbox's bills (SCENARIOS.md, "Bills"): the ledger stays true, the bill lies."""
+
+    class Kind(models.TextChoices):
+        OMIT = "OMIT", "the payment row is left off"
+        AMOUNT = "AMOUNT", "the payment row's amount is one fen more"
+        DUPLICATE = "DUPLICATE", "the payment row appears twice"
+        REVOKED = "REVOKED", "the payment row says REVOKED"
+        REFUND_OMIT = "REFUND_OMIT", "the refund row is left off"
+        REFUND_AMOUNT = "REFUND_AMOUNT", "the refund row's amount is one fen more"
+
+    order_no = models.CharField(max_length=64, unique=True, help_text="out_trade_no, or out_refund_no for refunds.")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.order_no}: {self.kind}"

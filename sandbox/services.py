@@ -150,3 +150,10 @@ def sandbox_deliver_due_notifications(*, client: httpx.Client | None = None, now
 def sandbox_ledger(now: datetime | None = None) -> dict[str, dict[str, Any]]:
     """order number → {channel, charged, refunded, refund_pending, state}; amounts in fen. See book.ledger."""
     return book.ledger(now)
+
+
+def sandbox_plant_bill_difference(*, order_no: str, kind: str) -> None:
+    """Make the sandbox's bills disagree with its ledger for one order (out_trade_no) or refund (out_refund_no)."""
+    from .models import SandboxBillPlant
+
+    SandboxBillPlant.objects.update_or_create(order_no=order_no, defaults={"kind": SandboxBillPlant.Kind(kind)})

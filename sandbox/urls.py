@@ -16,6 +16,7 @@ urlpatterns = [
     path("wechatpay/secapi/pay/reverse", views_v2.reverse, name="wx_reverse"),
     path("wechatpay/secapi/pay/refund", views_v2.refund, name="wx_refund"),
     path("wechatpay/pay/refundquery", views_v2.refundquery, name="wx_refundquery"),
+    path("wechatpay/pay/downloadbill", views_v2.downloadbill, name="wx_downloadbill"),
     # WeChat Pay API v3
     path("wechatpay/v3/payscore/serviceorder", views_v3.serviceorder, name="wx_payscore"),
     path(

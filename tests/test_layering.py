@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-APPS = ("portal", "payments", "payscore", "members", "sandbox")
-PRODUCT = ("portal", "payments", "payscore", "members")
+APPS = ("portal", "payments", "payscore", "members", "sandbox", "reconciliation")
+PRODUCT = ("portal", "payments", "payscore", "members", "reconciliation")
 
 
 @dataclass(frozen=True)
@@ -103,6 +103,12 @@ def test_gateways_import_no_django_and_no_app():
 )
 def test_apps_depend_downward(app, forbidden):
     assert _violations(_all_imports(app), lambda i: i.app in forbidden) == []
+
+
+def test_reconciliation_uses_payments_and_portal_only_and_nothing_uses_it():
+    assert _violations(_all_imports("reconciliation"), lambda i: i.app in {"payscore", "members", "sandbox"}) == []
+    others = _all_imports("portal", "payments", "payscore", "members", "sandbox")
+    assert _violations(others, lambda i: i.app == "reconciliation") == []
 
 
 def test_members_reaches_payscore_only_lazily():

@@ -755,3 +755,87 @@ def refundquery(
     outcome = _REFUND_STATUS_OUTCOMES.get(wanted.refund_status, Outcome.UNKNOWN)
     base.update(outcome=outcome, code="" if outcome is Outcome.SUCCESS else wanted.refund_status)
     return RefundQueryResult(**base, refunds=refunds, refund_status=wanted.refund_status)
+
+
+# --- downloadbill (reconciliation) ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class DownloadBillRequest:
+    bill_date: str  # yyyyMMdd, China time
+    bill_type: str = "ALL"
+    gzip: bool = True  # tar_type=GZIP: the bill comes compressed
+
+
+@dataclass(frozen=True, kw_only=True)
+class DownloadBillResult(GatewayResult):
+    """SUCCESS: `content` is the bill's text (decompressed). REJECTED with `no_bill`: WeChat has no bill for that day
+    ("No Bill Exist": nothing was traded) — an answer, not an error. TRANSIENT: not generated yet ("Bill Creating")
+    or the call failed; ask again later. REJECTED otherwise: refused (permissions, parameters)."""
+
+    content: bytes = field(default=b"", repr=False)
+    no_bill: bool = False
+
+
+# return_msg of a downloadbill refusal (WeChat's error table for the call).
+NO_BILL_MESSAGES = frozenset({"No Bill Exist"})
+BILL_NOT_READY_MESSAGES = frozenset({"Bill Creating", "CompressGZip Error", "UnCompressGZip Error", "SYSTEMERROR"})
+
+
+def downloadbill(
+    config: WechatPayV2Config,
+    request: DownloadBillRequest,
+    *,
+    client: httpx.Client | None = None,
+    timeouts: Timeouts = DEFAULT_TIMEOUTS,
+) -> DownloadBillResult:
+    """The day's trade bill. A success is the bill itself (text or GZIP, unsigned); a refusal is the usual XML."""
+    import gzip as _gzip  # local: only this call needs it
+
+    fields = _prune(
+        {
+            **_common_fields(config),
+            "bill_date": request.bill_date,
+            "bill_type": request.bill_type,
+            "tar_type": "GZIP" if request.gzip else "",
+        }
+    )
+    fields["sign"] = sign(fields, config.api_key, config.sign_type)
+    logged = redact(fields)
+    client = client or http.shared_client()
+    built = client.build_request(
+        "POST",
+        config.base_url.rstrip("/") + "/pay/downloadbill",
+        content=to_xml(fields).encode("utf-8"),
+        headers={"Content-Type": "text/xml; charset=utf-8"},
+        timeout=timeouts.as_httpx(),
+    )
+    sent = http.send(client, built, changes_state=False)
+    if isinstance(sent, http.TransportFailure):
+        return DownloadBillResult(
+            outcome=sent.outcome, code=sent.code, message=sent.message, request_fields=logged,
+            latency_ms=sent.latency_ms,
+        )  # fmt: skip
+    base = {"request_fields": logged, "http_status": sent.status, "latency_ms": sent.latency_ms}
+    if sent.status != 200:
+        return DownloadBillResult(outcome=Outcome.TRANSIENT, code=f"HTTP_{sent.status}", **base)
+    body = sent.body
+    if body.lstrip()[:5] == b"<xml>":
+        try:
+            answer = from_xml(body)
+        except XmlError as exc:
+            return DownloadBillResult(outcome=Outcome.TRANSIENT, code="UNPARSEABLE", message=str(exc), **base)
+        message = answer.get("return_msg", "")
+        code = answer.get("error_code", "") or answer.get("return_code", "") or "FAIL"
+        base["response_fields"] = redact(answer)
+        if message in NO_BILL_MESSAGES:
+            return DownloadBillResult(outcome=Outcome.REJECTED, code="NO_BILL", message=message, no_bill=True, **base)
+        if message in BILL_NOT_READY_MESSAGES or answer.get("return_code") != "FAIL":
+            return DownloadBillResult(outcome=Outcome.TRANSIENT, code=code, message=message, **base)
+        return DownloadBillResult(outcome=Outcome.REJECTED, code=code, message=message, **base)
+    if body[:2] == b"\x1f\x8b":
+        try:
+            body = _gzip.decompress(body)
+        except (OSError, EOFError) as exc:
+            return DownloadBillResult(outcome=Outcome.TRANSIENT, code="BAD_GZIP", message=type(exc).__name__, **base)
+    return DownloadBillResult(outcome=Outcome.SUCCESS, content=body, **base)

@@ -1,0 +1,1 @@
+from tests.shop import make_shop, shop  # noqa: F401  (fixtures)
