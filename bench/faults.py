@@ -29,7 +29,7 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -459,6 +459,77 @@ def collect_invariants():
     return report, statuses, refund_statuses
 
 
+@dataclass
+class Reconciliation:
+    bills: int = 0
+    rows: int = 0
+    matched: int = 0
+    carried: int = 0
+    planted: list[tuple[str, str, str]] = field(default_factory=list)
+    unexplained: list[dict[str, Any]] = field(default_factory=list)  # found, not planted
+    missed: list[tuple[str, str, str]] = field(default_factory=list)  # planted, not found
+    not_reconciled: list[str] = field(default_factory=list)  # bills refused, not ready or unavailable
+
+
+def reconcile_run(seed: int) -> Reconciliation:
+    """The run's days through the channels' bills, as the daily job does: plant a few differences in the sandbox's
+    bills (a payment left off, a payment one fen more, a refund one fen more), then reconcile every WeChat merchant's
+    days of the run (downloadbill over HTTP from the sandbox, which serves today so far: SANDBOX_BILLS_UNTIL_NOW;
+    parse, match). Every difference found must be a planted one, and every planted one must be found."""
+    from django.db.models import Max, Min
+    from django.utils import timezone
+
+    from payments.models import Payment, Refund
+    from reconciliation import services as reconciliation
+    from sandbox.services import sandbox_plant_bill_difference
+
+    rng = random.Random(seed)
+    result = Reconciliation()
+    merchants = list(reconciliation.merchants_with_bills())
+    ours = Payment.objects.filter(merchant__in=merchants)
+    span = ours.aggregate(first=Min("created_at"), last=Max("paid_at"))
+    if span["first"] is None:
+        return result
+    first, last = timezone.localdate(span["first"]), timezone.localdate(span["last"] or span["first"])
+    days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
+    unrefunded = list(
+        ours.filter(status="SUCCESS", refunded_fee=0, reserved_refund_fee=0).values_list("out_trade_no", flat=True)
+    )
+    refunded = list(
+        Refund.objects.filter(payment__merchant__in=merchants, kind="REFUND", status="SUCCESS").values_list(
+            "payment__out_trade_no", "out_refund_no"
+        )
+    )
+    chosen = rng.sample(unrefunded, min(2, len(unrefunded)))
+    for kind, (out_trade_no, refund_no), difference in zip(
+        ("OMIT", "AMOUNT", "REFUND_AMOUNT"),
+        [(no, "") for no in chosen] + rng.sample(refunded, min(1, len(refunded))),
+        ("MISSING_THERE", "AMOUNT_DIFFERS", "REFUND_AMOUNT_DIFFERS"),
+        strict=False,
+    ):
+        sandbox_plant_bill_difference(order_no=refund_no or out_trade_no, kind=kind)
+        result.planted.append((difference, out_trade_no, refund_no))
+    found: set[tuple[str, str, str]] = set()
+    for merchant in merchants:
+        for day in days:
+            try:
+                report = reconciliation.reconcile_day(merchant=merchant, bill_date=day)
+            except (reconciliation.BillRefused, reconciliation.BillNotReady, reconciliation.BillUnavailable) as exc:
+                result.not_reconciled.append(f"{merchant.pk} {day}: {type(exc).__name__}: {exc}")
+                continue
+            result.bills += 1
+            result.rows += report.rows
+            result.matched += report.matched
+            result.carried += report.carried
+            for item in report.differences:
+                key = (item["kind"], item["out_trade_no"], item["refund_no"])
+                found.add(key)
+                if key not in result.planted:
+                    result.unexplained.append({"merchant": merchant.pk, "day": str(day), **item})
+    result.missed = [key for key in result.planted if key not in found]
+    return result
+
+
 def configured_secrets(cluster: Cluster) -> list[str]:
     """Every secret this deployment holds: all encrypted fields of every model (channel keys, private keys, device
     secrets, the sandbox's own keys) plus SECRET_KEY and FIELD_ENCRYPTION_KEY."""
@@ -551,7 +622,8 @@ def main(argv: list[str] | None = None) -> int:
         run_dir,
         # The fuzzer reads /api/schema/ of this production-settings cluster without signing in.
         extra_env={**TIMINGS, "API_SCHEMA_PUBLIC": "true"},
-        sandbox_env={"SANDBOX_CHAOS": args.chaos},
+        # The sandbox serves the run's own day's bill so far (reconciliation at the end of the run).
+        sandbox_env={"SANDBOX_CHAOS": args.chaos, "SANDBOX_BILLS_UNTIL_NOW": "true"},
         celery_workers=args.celery_workers,
     )
     LOG = cluster.logs / "faults.log"
@@ -657,6 +729,9 @@ def main(argv: list[str] | None = None) -> int:
         resolution_seconds = time.monotonic() - resolution_started
         say(f"resolution window: {resolution_seconds:.0f} s")
         report, statuses, refund_statuses = collect_invariants()
+        say("reconciliation: the run's days through the channels' bills, with planted differences")
+        books = reconcile_run(rng_seed + 4)
+        say(f"  {books.bills} bills, {books.rows} rows, {books.matched} matched, planted {books.planted}")
         trouble = upstream_trouble_seen()
         secret_values = configured_secrets(cluster)
         kills = {name: process.kills for name, process in cluster.processes.items() if process.kills}
@@ -680,6 +755,9 @@ def main(argv: list[str] | None = None) -> int:
     invariant_rows.append(("schemathesis: 4xx without {code,message,details}", len(terminal_fuzz.bad_error_shape)))
     invariant_rows.append(("notifications unsigned/garbled accepted", len(notification_fuzz.accepted)))
     invariant_rows.append(("duplicate submissions not answered 201 + 200", len(stats.duplicate_anomalies)))
+    invariant_rows.append(("reconciliation: differences not explained by the run", len(books.unexplained)))
+    invariant_rows.append(("reconciliation: planted differences not found", len(books.missed)))
+    invariant_rows.append(("reconciliation: bills not reconciled (refused, not ready)", len(books.not_reconciled)))
     failed = [name for name, value in invariant_rows if not name.startswith("  ") and value != 0]
     info_rows: list[tuple[str, Any]] = [
         ("payments driven", stats.finished),
@@ -708,6 +786,10 @@ def main(argv: list[str] | None = None) -> int:
         ("driver errors", ", ".join(f"{k} {v}" for k, v in stats.driver_errors.items()) or "0"),
         ("schemathesis requests (operations)", f"{terminal_fuzz.requests} ({terminal_fuzz.operations})"),
         ("notifications sent", notification_fuzz.sent),
+        (
+            "reconciliation: bills, rows, matched, carried, planted",
+            f"{books.bills}, {books.rows}, {books.matched}, {books.carried}, {len(books.planted)}",
+        ),
         ("load seconds / resolution seconds", f"{load_seconds:.0f} / {resolution_seconds:.0f}"),
         ("total seconds", f"{time.monotonic() - started:.0f}"),
     ]
@@ -728,6 +810,9 @@ def main(argv: list[str] | None = None) -> int:
         "duplicate_anomalies": stats.duplicate_anomalies[:20],
         "not_json": stats.not_json[:20],
         "other_5xx": [what for _, what in stats.other_5xx][:20],
+        "reconciliation_unexplained": books.unexplained[:20],
+        "reconciliation_missed": books.missed,
+        "reconciliation_not_reconciled": books.not_reconciled[:20],
     }
     if failed:
         say("FAILED: " + "; ".join(failed))

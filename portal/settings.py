@@ -410,6 +410,8 @@ SANDBOX_TIMEOUT_SLEEP_SECONDS = env.float("SANDBOX_TIMEOUT_SLEEP_SECONDS", defau
 # Chaos mode for fault runs: "<fraction>[:kind,kind…]" of money calls misbehave (sandbox/chaos.py). Off.
 SANDBOX_CHAOS = env.str("SANDBOX_CHAOS", default="")
 SANDBOX_CHAOS_DELAY_SECONDS = env.float("SANDBOX_CHAOS_DELAY_SECONDS", default=2)  # longest chaos "delay"
+# The sandbox's bill of today, up to now, instead of "Bill Creating" (the fault run reconciles its own day). Off.
+SANDBOX_BILLS_UNTIL_NOW = env.bool("SANDBOX_BILLS_UNTIL_NOW", default=False)
 # In the embedded demo the sandbox's PayScore users confirm and pay by themselves (tests choose per order).
 SANDBOX_PAYSCORE_DEFAULT_SCENARIO = env.str("SANDBOX_PAYSCORE_DEFAULT_SCENARIO", default="")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import logging
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -33,6 +34,7 @@ from portal.services import audit_record
 
 from .models import Bill, CarriedOrder, DayResult, Difference, DifferenceKind
 
+logger = logging.getLogger(__name__)
 S = PaymentStatus
 K = DifferenceKind
 WECHAT_CHANNELS = (Merchant.Channel.WECHAT_DIRECT, Merchant.Channel.WECHAT_PROVIDER)
@@ -542,6 +544,15 @@ def _match(merchant: Merchant, bill_date: date, bill: Bill, *, rows, summary: We
             known.status, known.closed_at = Difference.Status.OPEN, None
         known.save()
     Difference.objects.bulk_create(created)
+    for difference in created:
+        if difference.kind == K.CHARGED_NOT_SUCCESSFUL:
+            # Money at risk: the user was charged for an order we do not hold as paid. Logged at ERROR for the
+            # operators' log alerting (the console's queue and dashboard show it too).
+            logger.error(
+                "reconciliation: money at risk: merchant %s, %s, out_trade_no %s charged on the bill, %s here",
+                merchant.pk, bill_date.isoformat(), difference.out_trade_no,
+                (difference.ours or {}).get("status", "unknown"),
+            )  # fmt: skip
     for key, known in existing.items():
         if key not in matcher.found and known.status != Difference.Status.CLOSED:
             known.status, known.closed_at = Difference.Status.CLOSED, now
@@ -588,6 +599,11 @@ def _match(merchant: Merchant, bill_date: date, bill: Bill, *, rows, summary: We
         }
         for (kind, out_trade_no, refund_no), evidence in sorted(matcher.found.items())
     ]
+    logger.info(
+        "reconciliation: merchant %s, %s, bill v%s: rows %d, matched %d, differences %d, carried %d",
+        merchant.pk, bill_date.isoformat(), bill.version or "-", matcher.rows, matcher.matched, len(matcher.found),
+        len(matcher.carried),
+    )  # fmt: skip
     return DayReport(
         merchant=merchant.pk,
         bill_date=bill_date,

@@ -148,7 +148,7 @@ def test_planted_refund_differences_are_found_and_classified(day_shop, plant, ki
     assert difference.refund_id == part.pk and difference.ours["refund_fee"] == 1000
 
 
-def test_charged_there_not_successful_here_is_money_at_risk(day_shop):
+def test_charged_there_not_successful_here_is_money_at_risk(day_shop, caplog):
     trade = a_day_of_trade(day_shop)
     ours = trade["paid"]
     Payment.objects.filter(pk=ours.pk).update(status=PaymentStatus.FAILED)  # our side lost the success
@@ -167,6 +167,12 @@ def test_charged_there_not_successful_here_is_money_at_risk(day_shop):
     ]
     stranger = Difference.objects.get(out_trade_no="STRANGER0001")
     assert stranger.ours is None and stranger.theirs["total_fee"] == 500
+    alerts = [r for r in caplog.records if r.levelname == "ERROR" and "money at risk" in r.getMessage()]
+    assert len(alerts) == 2 and ours.out_trade_no in alerts[0].getMessage() + alerts[1].getMessage()
+
+    caplog.clear()
+    reconcile(day_shop)  # the same differences again: already known, not raised twice
+    assert not [r for r in caplog.records if "money at risk" in r.getMessage()]
 
 
 def test_a_refund_on_the_bill_that_we_do_not_know(day_shop):
@@ -270,6 +276,17 @@ def test_the_bill_is_not_asked_for_before_it_is_published(day_shop):
     with pytest.raises(services.BillNotReady, match="Bill Creating"):
         services.reconcile_day(merchant=day_shop.merchant, bill_date=DAY)
     assert Bill.objects.count() == 0
+
+
+def test_the_sandbox_serves_today_so_far_when_asked_to(day_shop, settings):
+    """SANDBOX_BILLS_UNTIL_NOW (the fault run reconciles its own day): the bill of today up to now."""
+    paid = pay(day_shop, 1200)
+    settings.SANDBOX_BILLS_UNTIL_NOW = True
+
+    report = services.reconcile_day(merchant=day_shop.merchant, bill_date=DAY)
+
+    assert (report.rows, report.matched, report.differences) == (1, 1, [])
+    assert Bill.objects.get().status == "IMPORTED" and paid.status == "SUCCESS"
 
 
 LATE = datetime(2026, 3, 10, 15, 59, 45, tzinfo=UTC)  # 23:59:45 China time
