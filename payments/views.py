@@ -19,6 +19,7 @@ from django.views.decorators.http import require_POST
 from payments import selectors, services
 from payments.models import Payment, PaymentStatus, Refund
 from portal.errors import DomainError
+from portal.exports import Echo, spreadsheet_cell
 from portal.models import Merchant
 from portal.money import yuan_to_fen
 from portal.permissions import Action, require
@@ -51,23 +52,10 @@ def payment_list(request):
     )
 
 
-class _Echo:
-    def write(self, value):
-        return value
-
-
-def _cell(value):
-    """A text cell a spreadsheet would run as a formula (=, +, -, @, tab, CR first) is written with a leading
-    apostrophe: store ids and names are typed by merchant admins and read by provider staff."""
-    if isinstance(value, str) and value.startswith(("=", "+", "-", "@", "\t", "\r")):
-        return "'" + value
-    return value
-
-
 @login_required
 def payment_export(request):
     queryset = selectors.filter_payments(selectors.payments_visible_to(request.user), request.GET)
-    writer = csv.writer(_Echo())
+    writer = csv.writer(Echo())
     header = [
         "out_trade_no",
         "created_at",
@@ -89,7 +77,7 @@ def payment_export(request):
         yield "\ufeff" + writer.writerow(header)  # BOM: Excel opens the Chinese text correctly
         for payment in queryset.iterator(chunk_size=500):
             yield writer.writerow(
-                _cell(value)
+                spreadsheet_cell(value)
                 for value in [
                     payment.out_trade_no,
                     timezone.localtime(payment.created_at).isoformat(),

@@ -22,13 +22,16 @@ class Action(enum.StrEnum):
     PAYSCORE = "payscore"  # complete / cancel / sync PayScore orders
     ERASE_MEMBER = "erase_member"
     VIEW_AUDIT = "view_audit"
+    RECONCILE = "reconcile"  # upload bills, explain differences: service-provider staff settle, merchants only look
 
 
 Role = StaffMembership.Role
 ROLE_ACTIONS: dict[str, frozenset[Action]] = {
     Role.PROVIDER_ADMIN: frozenset(Action),
-    Role.PROVIDER_REVIEWER: frozenset({Action.VIEW, Action.REFRESH, Action.RESOLVE, Action.VIEW_AUDIT}),
-    Role.MERCHANT_ADMIN: frozenset(Action) - {Action.MANAGE_MERCHANTS, Action.RESOLVE},
+    Role.PROVIDER_REVIEWER: frozenset(
+        {Action.VIEW, Action.REFRESH, Action.RESOLVE, Action.VIEW_AUDIT, Action.RECONCILE}
+    ),
+    Role.MERCHANT_ADMIN: frozenset(Action) - {Action.MANAGE_MERCHANTS, Action.RESOLVE, Action.RECONCILE},
     Role.MERCHANT_STAFF: frozenset({Action.VIEW}),
 }
 

@@ -11,6 +11,7 @@ from payscore import console_urls as payscore_console_urls
 from payscore import urls as payscore_urls
 from portal import api, health, onboarding_urls, views
 from portal.schema import staff_only_unless_public
+from reconciliation import console_urls as reconciliation_console_urls
 
 terminal_v1 = [
     path("heartbeat", api.HeartbeatApi.as_view(), name="heartbeat"),
@@ -27,6 +28,7 @@ console = [
     *onboarding_urls.urlpatterns,
     *member_console_urls.urlpatterns,
     *payscore_console_urls.urlpatterns,
+    *reconciliation_console_urls.urlpatterns,
     path("login/", views.LoginView.as_view(), name="login"),
     path("logout/", views.LogoutView.as_view(), name="logout"),
     path("password/", views.PasswordChangeView.as_view(), name="password_change"),

@@ -47,6 +47,7 @@ def dashboard_live(request):
 
 def _dashboard_context(user) -> dict:
     from payments.selectors import dashboard
+    from reconciliation.selectors import dashboard as reconciliation_dashboard
 
     data = dashboard(user)
     width, height, gap = 560, 160, 6
@@ -64,6 +65,7 @@ def _dashboard_context(user) -> dict:
         "chart_width": width,
         "chart_height": height,
         "merchants": selectors.merchants_visible_to(user)[:5],
+        "reconciliation": reconciliation_dashboard(user),
     }
 
 

@@ -45,15 +45,24 @@ REFUND_UNSETTLED = (Refund.Status.PENDING, Refund.Status.ATTENTION)
 REFUND_ACCEPTED = ("SUCCESS", "PROCESSING")
 
 
-class BillRefused(Exception):
+class BillProblem(Exception):
+    """Why a day could not be reconciled: `template` (English, `str.format` fields) and `params` kept apart so the
+    console can say it in the user's language; `str()` is the English text (logs, the command, the Bill row)."""
+
+    def __init__(self, template: str, **params: object) -> None:
+        self.template, self.params = template, params
+        super().__init__(template.format(**params))
+
+
+class BillRefused(BillProblem):
     """The bill was not imported (truncated, malformed, foreign, totals wrong): the message says why."""
 
 
-class BillNotReady(Exception):
+class BillNotReady(BillProblem):
     """The channel has not published the bill yet, or the download failed: try again later."""
 
 
-class BillUnavailable(Exception):
+class BillUnavailable(BillProblem):
     """No bill can be had this way (the channel refused the download, or offers none): not retried."""
 
 
@@ -93,32 +102,33 @@ def reconcile_day(*, merchant: Merchant, bill_date: date, content: bytes | None 
     source = Bill.Source.FILE
     if content is None:
         if merchant.channel not in WECHAT_CHANNELS:
-            raise BillUnavailable("UMF bills are not downloaded: give the file (reconcile --file).")
+            raise BillUnavailable("UMF bills are not downloaded: give the file.")
         result = channels.download_bill(merchant=merchant, bill_date=bill_date.strftime("%Y%m%d"))
         if result.no_bill:
             return _record_no_bill(merchant, bill_date, result.message)
         if result.outcome is not Outcome.SUCCESS:
             message = f"{result.code}: {result.message}".strip(": ")
             if result.outcome is Outcome.REJECTED:
-                raise BillUnavailable(f"The channel refused the bill download ({message}).")
-            raise BillNotReady(f"The bill is not available yet ({message}).")
+                raise BillUnavailable("The channel refused the bill download ({message}).", message=message)
+            raise BillNotReady("The bill is not available yet ({message}).", message=message)
         content, source = result.content, Bill.Source.DOWNLOAD
     elif content[:2] == b"\x1f\x8b":
         try:
             content = gzip.decompress(content)
         except (OSError, EOFError):
-            _record_refusal(merchant, bill_date, content, source, "not a readable gzip file")
-            raise BillRefused("not a readable gzip file") from None
+            refused = BillRefused("not a readable gzip file")
+            _record_refusal(merchant, bill_date, content, source, str(refused))
+            raise refused from None
     if merchant.channel not in WECHAT_CHANNELS:
-        reason = "UMF's reconciliation file layout is not supported yet (docs/reconciliation.md)."
-        _record_refusal(merchant, bill_date, content, source, reason)
-        raise BillRefused(reason)
+        refused = BillRefused("UMF's reconciliation file layout is not supported yet.")
+        _record_refusal(merchant, bill_date, content, source, str(refused))
+        raise refused
     try:
         with transaction.atomic():
             return _import_and_match(merchant, bill_date, content, source)
     except BillError as exc:
         _record_refusal(merchant, bill_date, content, source, str(exc))
-        raise BillRefused(str(exc)) from None
+        raise BillRefused(exc.template, **exc.params) from None
 
 
 def _record_refusal(merchant: Merchant, bill_date: date, content: bytes, source: str, reason: str) -> Bill:
@@ -194,6 +204,8 @@ def _import_and_match(merchant: Merchant, bill_date: date, content: bytes, sourc
         bill.save(update_fields=["rows"])
     return report
 
+
+_STATUS_TEXT = {status.value: status.value for status in PaymentStatus}
 
 # --- matching ------------------------------------------------------------------------------------------------------
 
@@ -296,7 +308,9 @@ class _Matcher:
         for r in refunds.values_list(*_REFUND_FIELDS).iterator(5000):
             self.refunds[r[1]] = r
         self.seen_payments: set[str] = set()
-        self.seen_payment_rows: set[tuple[str, str]] = set()
+        # Payment rows seen: (our pk, REVOKED?) as one int for rows of ours (a 200,000-row day holds no strings
+        # here), (transaction id, state) for the rare row we do not know.
+        self.seen_payment_rows: set[int | tuple[str, str]] = set()
         self.seen_refunds: set[str] = set()
         self.found: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.carried: dict[tuple[int, int | None], dict[str, Any]] = {}
@@ -304,6 +318,7 @@ class _Matcher:
         self.rows = self.matched = self.payment_count = self.refund_count = 0
 
     def _add_payment(self, p: tuple) -> None:
+        p = (*p[:4], _STATUS_TEXT.get(p[4], p[4]), p[5])  # one shared string per status, not one per row
         self.payments[p[1]] = p
         if p[2]:
             self.by_transaction[p[2]] = p[1]
@@ -345,14 +360,19 @@ class _Matcher:
 
     def check_foreign(self, row: BillRow) -> None:
         if row.mch_id != self.mch_id or row.sub_mch_id != self.sub_mch_id:
-            raise BillError(f"line {row.line}: the bill belongs to another merchant (商户号/特约商户号 differ)")
+            raise BillError(
+                "line {line}: the bill belongs to another merchant (商户号/特约商户号 differ)", line=row.line
+            )
         day = row.trade_time.date()
         if (day != self.bill_date) if not row.is_refund else (day > self.bill_date):
-            raise BillError(f"line {row.line}: a row of {day.isoformat()} on the bill of {self.bill_date.isoformat()}")
+            raise BillError(
+                "line {line}: a row of {day} on the bill of {bill_date}",
+                line=row.line, day=day.isoformat(), bill_date=self.bill_date.isoformat(),
+            )  # fmt: skip
 
     def payment_row(self, row: BillRow) -> None:
-        key = (row.transaction_id, row.trade_state)
         ours = self._find_payment(row)
+        key = ours[0] * 2 + (row.trade_state == "REVOKED") if ours else (row.transaction_id, row.trade_state)
         if key in self.seen_payment_rows:
             self.difference(
                 K.DUPLICATE_ROW,

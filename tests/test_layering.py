@@ -105,10 +105,12 @@ def test_apps_depend_downward(app, forbidden):
     assert _violations(_all_imports(app), lambda i: i.app in forbidden) == []
 
 
-def test_reconciliation_uses_payments_and_portal_only_and_nothing_uses_it():
+def test_reconciliation_uses_payments_and_portal_only_and_only_the_console_uses_it():
     assert _violations(_all_imports("reconciliation"), lambda i: i.app in {"payscore", "members", "sandbox"}) == []
     others = _all_imports("portal", "payments", "payscore", "members", "sandbox")
-    assert _violations(others, lambda i: i.app == "reconciliation") == []
+    # Its console routes are included by portal/urls.py; the dashboard's card is read lazily by portal/views.py.
+    console = {("portal.urls", False), ("portal.views", True)}
+    assert _violations(others, lambda i: i.app == "reconciliation" and (i.module, i.lazy) not in console) == []
 
 
 def test_members_reaches_payscore_only_lazily():

@@ -60,7 +60,14 @@ _TIME = "%Y-%m-%d %H:%M:%S"
 
 
 class BillError(ValueError):
-    """The bill is not one we can import: the message says which line and why (no secrets, no whole rows)."""
+    """The bill is not one we can import: the message says which line and why (no secrets, no whole rows).
+
+    `template` (English, `str.format` fields) and `params` are kept apart so the console can show the reason in the
+    user's language; `str()` is the English text."""
+
+    def __init__(self, template: str, **params: object) -> None:
+        self.template, self.params = template, params
+        super().__init__(template.format(**params))
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +113,9 @@ def yuan_to_fen(text: str, *, line: int, name: str) -> int:
     """`12.34` → 1234. Exactly two decimals; anything else is refused (never rounded)."""
     match = _YUAN.match(text)
     if not match:
-        raise BillError(f"line {line}: {name} {text[:20]!r} is not yuan with two decimals")
+        raise BillError(
+            "line {line}: {name} {text!r} is not yuan with two decimals", line=line, name=name, text=text[:20]
+        )
     sign, whole, cents = match.groups()
     value = int(whole) * 100 + int(cents)
     return -value if sign else value
@@ -116,17 +125,21 @@ def fee_to_fen(text: str, *, line: int, name: str) -> int:
     """Fees come with five decimals (`0.32000`); WeChat charges them in whole fen, so the last three are zero."""
     match = _FEE.match(text)
     if not match:
-        raise BillError(f"line {line}: {name} {text[:20]!r} is not yuan with five decimals")
+        raise BillError(
+            "line {line}: {name} {text!r} is not yuan with five decimals", line=line, name=name, text=text[:20]
+        )
     sign, whole, decimals = match.groups()
     if decimals[2:] != "000":
-        raise BillError(f"line {line}: {name} {text[:20]!r} is not a whole number of fen")
+        raise BillError(
+            "line {line}: {name} {text!r} is not a whole number of fen", line=line, name=name, text=text[:20]
+        )
     value = int(whole) * 100 + int(decimals[:2])
     return -value if sign else value
 
 
 def _field(text: str, *, line: int) -> str:
     if not text.startswith("`"):
-        raise BillError(f"line {line}: a field does not start with the backtick")
+        raise BillError("line {line}: a field does not start with the backtick", line=line)
     return text[1:]
 
 
@@ -150,13 +163,17 @@ class WechatBill:
         lines = iter(self._lines)
         header_line = next(lines, None)
         if header_line is None or not header_line.strip():
-            raise BillError("line 1: the bill is empty")
+            raise BillError("line {line}: the bill is empty", line=1)
         header = _split(header_line.lstrip("\ufeff"))
         try:
             index = {key: header.index(name) for key, name in COLUMNS.items()}
         except ValueError:
             missing = [name for name in COLUMNS.values() if name not in header]
-            raise BillError(f"line 1: not a WeChat Pay ALL bill (missing columns: {', '.join(missing)})") from None
+            raise BillError(
+                "line {line}: not a WeChat Pay ALL bill (missing columns: {missing})",
+                line=1,
+                missing=", ".join(missing),
+            ) from None
         width = len(header)
         totals = [0] * 7  # rows, settlement, refund, coupon refund, fee, order, requested refund
         number = 1
@@ -170,10 +187,15 @@ class WechatBill:
                 for extra in lines:
                     number += 1
                     if extra.strip():
-                        raise BillError(f"line {number}: text after the summary row")
+                        raise BillError("line {line}: text after the summary row", line=number)
                 return
             if len(fields) != width:
-                raise BillError(f"line {number}: {len(fields)} fields where the header has {width}")
+                raise BillError(
+                    "line {line}: {fields} fields where the header has {width}",
+                    line=number,
+                    fields=len(fields),
+                    width=width,
+                )
             values = {key: _field(fields[i], line=number) for key, i in index.items()}
             row = self._row(values, number)
             totals[0] += 1
@@ -184,26 +206,28 @@ class WechatBill:
             totals[5] += row.total_fee
             totals[6] += row.requested_refund_fee
             yield row
-        raise BillError(f"line {number}: the bill ends before its summary rows (truncated)")
+        raise BillError("line {line}: the bill ends before its summary rows (truncated)", line=number)
 
     @staticmethod
     def _row(values: dict[str, str], line: int) -> BillRow:
         try:
             trade_time = datetime.strptime(values["trade_time"], _TIME)
         except ValueError:
-            raise BillError(f"line {line}: 交易时间 {values['trade_time'][:20]!r} is not yyyy-MM-dd HH:mm:ss") from None
+            raise BillError(
+                "line {line}: 交易时间 {text!r} is not yyyy-MM-dd HH:mm:ss", line=line, text=values["trade_time"][:20]
+            ) from None
         state = values["trade_state"]
         if state not in PAYMENT_STATES and state != REFUND_STATE:
-            raise BillError(f"line {line}: unknown 交易状态 {state[:20]!r}")
+            raise BillError("line {line}: unknown 交易状态 {text!r}", line=line, text=state[:20])
         if not values["out_trade_no"] or not values["transaction_id"]:
-            raise BillError(f"line {line}: 商户订单号 or 微信订单号 is empty")
+            raise BillError("line {line}: 商户订单号 or 微信订单号 is empty", line=line)
 
         def money(key: str) -> int:
             return yuan_to_fen(values[key], line=line, name=COLUMNS[key])
 
         refund = state == REFUND_STATE
         if refund and not values["out_refund_no"]:
-            raise BillError(f"line {line}: a refund row without 商户退款单号")
+            raise BillError("line {line}: a refund row without 商户退款单号", line=line)
         return BillRow(
             line=line,
             trade_time=trade_time,
@@ -227,15 +251,20 @@ class WechatBill:
     @staticmethod
     def _summary(lines: Iterator[str], header: list[str], number: int, totals: list[int]) -> BillSummary:
         if tuple(header) != SUMMARY_HEADER:
-            raise BillError(f"line {number}: the summary header is not {','.join(SUMMARY_HEADER)}")
+            raise BillError(
+                "line {line}: the summary header is not {header}", line=number, header=",".join(SUMMARY_HEADER)
+            )
         raw = next(lines, None)
         if raw is None or not raw.strip():
-            raise BillError(f"line {number + 1}: the summary row is missing (truncated)")
+            raise BillError("line {line}: the summary row is missing (truncated)", line=number + 1)
         fields = [_field(text, line=number + 1) for text in _split(raw)]
         if len(fields) != len(SUMMARY_HEADER):
-            raise BillError(f"line {number + 1}: the summary row has {len(fields)} fields, not {len(SUMMARY_HEADER)}")
+            raise BillError(
+                "line {line}: the summary row has {fields} fields, not {width}",
+                line=number + 1, fields=len(fields), width=len(SUMMARY_HEADER),
+            )  # fmt: skip
         if not fields[0].isdigit():
-            raise BillError(f"line {number + 1}: 总交易单数 {fields[0][:20]!r} is not a count")
+            raise BillError("line {line}: 总交易单数 {text!r} is not a count", line=number + 1, text=fields[0][:20])
         line = number + 1
         summary = BillSummary(
             rows=int(fields[0]),
@@ -252,7 +281,10 @@ class WechatBill:
         ]  # fmt: skip
         for name, said, counted in zip(SUMMARY_HEADER, stated, totals, strict=True):
             if said != counted:
-                raise BillError(f"line {line}: {name} says {said} but the detail rows add up to {counted} (fen/rows)")
+                raise BillError(
+                    "line {line}: {name} says {said} but the detail rows add up to {counted} (fen/rows)",
+                    line=line, name=name, said=said, counted=counted,
+                )  # fmt: skip
         return summary
 
 
@@ -268,7 +300,7 @@ def lines_of(content: bytes) -> Iterator[str]:
         try:
             yield content[start:end].decode("utf-8")
         except UnicodeDecodeError:
-            raise BillError(f"line {number}: not UTF-8 text") from None
+            raise BillError("line {line}: not UTF-8 text", line=number) from None
         start = end
 
 

@@ -21,6 +21,7 @@ STATUS_TONE = {
     "SUCCESS": "ok", "REFUNDED": "muted", "PARTIALLY_REFUNDED": "ok", "REVERSED": "muted", "FAILED": "bad",
     "PAYING": "warn", "REVERSING": "warn", "ATTENTION": "bad", "PENDING": "warn", "PROCESSING": "warn",
     "DONE": "ok", "DOING": "warn", "CREATED": "warn", "REVOKED": "muted", "EXPIRED": "muted",
+    "OPEN": "bad", "EXPLAINED": "ok", "CLOSED": "muted",
 }  # fmt: skip
 
 
