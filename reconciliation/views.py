@@ -17,6 +17,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
+from payments.models import PaymentStatus, Refund
 from portal.errors import DomainError, InvalidInput
 from portal.exports import Echo, spreadsheet_cell, write_xlsx
 from portal.money import fen_to_yuan
@@ -147,12 +148,38 @@ EVIDENCE = [
 ]
 
 
+# 交易状态 and 退款状态 as a bill prints them, in words.
+BILL_STATES = {
+    "SUCCESS": gettext_lazy("Paid"),
+    "REVOKED": gettext_lazy("Reversed (撤销)"),
+    "REFUND": gettext_lazy("Refund"),
+    "PROCESSING": gettext_lazy("Accepted upstream, not done"),
+}
+
+
+def _in_words(key: str | None, value, *, refund: bool, ours: bool):
+    """A status code with its words, e.g. "已退款 (SUCCESS)"; anything else as it is."""
+    if value is None or key not in ("status", "trade_state", "refund_status"):
+        return value
+    if ours:
+        choices = Refund.Status if refund else PaymentStatus
+        label = dict(choices.choices).get(value)
+    elif key == "refund_status" and value == "SUCCESS":
+        label = Refund.Status.SUCCESS.label
+    else:
+        label = BILL_STATES.get(value)
+    return f"{label} ({value})" if label else value
+
+
 def _evidence(difference: Difference) -> list[dict]:
     ours, theirs = difference.ours or {}, difference.theirs or {}
+    refund = bool(difference.refund_no)
     rows = []
     for label, our_key, their_key, money in EVIDENCE:
         mine, other = (None if value == "" else value for value in (ours.get(our_key), theirs.get(their_key)))
         if mine is not None or other is not None:
+            mine = _in_words(our_key, mine, refund=refund, ours=True)
+            other = _in_words(their_key, other, refund=refund, ours=False)
             rows.append({"label": label, "ours": mine, "theirs": other, "money": money})
     return rows
 

@@ -184,6 +184,8 @@ def test_detail_shows_both_sides_in_yuan(client, world):
     assert "¥12.00" in order_amount and "¥12.01" in order_amount
     assert "Fee (手续费)" in evidence and "¥0.07" in evidence
     assert TRANSACTION_ID in evidence and "Bill line" in evidence
+    status = evidence.split(">Status<")[1].split("</tr>")[0]
+    assert status.count("Paid (SUCCESS)") == 2  # ours and the bill's, in words with the code
     assert f'href="/payments/{world["payment"].pk}/"' in html
     # A merchant admin may ask the channel again (REFRESH) but does not explain (read-only queue).
     assert "/requery" in html and "/explain" not in html
@@ -355,6 +357,7 @@ def test_the_pages_read_in_chinese(client, world):
     for text in ("我方记录", "渠道账单", "订单金额", "重新向渠道查询", "标记为已说明"):
         assert text in detail, text
     assert "Ask the channel again" not in detail and "Mark explained" not in detail
+    assert "支付成功 (SUCCESS)" in detail
     upload = page(client, "/reconciliation/upload")
     assert "上传对账单文件" in upload and "账单日期" in upload and "Bill file" not in upload
 
