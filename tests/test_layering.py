@@ -141,3 +141,17 @@ def test_portal_views_reach_the_apps_only_lazily():
         )
         == []
     )
+
+
+def test_the_wheel_carries_every_app_of_the_project():
+    """Each app of INSTALLED_APPS that lives in this checkout is a package of the wheel (pyproject's hatch list):
+    an app left out installs nothing and the production start fails on the missing module."""
+    import tomllib
+
+    from django.conf import settings
+
+    packaged = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]
+    )
+    ours = {app.split(".")[0] for app in settings.INSTALLED_APPS if (ROOT / app.split(".")[0] / "__init__.py").exists()}
+    assert ours - packaged == set()
