@@ -474,8 +474,9 @@ class Reconciliation:
 def reconcile_run(seed: int) -> Reconciliation:
     """The run's days through the channels' bills, as the daily job does: plant a few differences in the sandbox's
     bills (a payment left off, a payment one fen more, a refund one fen more), then reconcile every WeChat merchant's
-    days of the run (downloadbill over HTTP from the sandbox, which serves today so far: SANDBOX_BILLS_UNTIL_NOW;
-    parse, match). Every difference found must be a planted one, and every planted one must be found."""
+    days of the run (the bill download over HTTP from the sandbox — v3 tradebill, the demo merchants having APIv3
+    keys — which serves today so far: SANDBOX_BILLS_UNTIL_NOW; parse, match). Every difference found must be a
+    planted one, and every planted one must be found."""
     from django.db.models import Max, Min
     from django.utils import timezone
 

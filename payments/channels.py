@@ -109,9 +109,26 @@ def _wechat_config(merchant: Merchant, *, client_certificate: bool = False) -> w
     )
 
 
-def wechat_v3_config(merchant: Merchant) -> wechatpay_v3.WechatPayV3Config:
-    """API v3 (PayScore, facemch users): the merchant's own keys when direct, the provider's in 服务商 mode."""
-    credentials = _credentials(merchant)
+def wechat_v3_configured(credentials: ChannelCredentials) -> bool:
+    """Whether these credentials can sign v3 requests and verify v3 answers: the APIv3 key, the merchant API private
+    key and its certificate serial, and a WeChat platform certificate or platform public key (with its id)."""
+    return bool(
+        credentials.wechat_api_v3_key
+        and credentials.wechat_private_key
+        and credentials.wechat_cert_serial
+        and (
+            credentials.wechat_platform_certificates
+            or (credentials.wechat_platform_public_key and credentials.wechat_platform_public_key_id)
+        )
+    )
+
+
+def wechat_v3_config(
+    merchant: Merchant, *, credentials: ChannelCredentials | None = None
+) -> wechatpay_v3.WechatPayV3Config:
+    """API v3 (PayScore, facemch users, trade bills): the merchant's own keys when direct, the provider's in 服务商
+    mode. `credentials`: the merchant's signing credentials when the caller already has them."""
+    credentials = credentials or _credentials(merchant)
     if merchant.channel == Merchant.Channel.WECHAT_PROVIDER:
         provider = merchant.provider
         ids = {
@@ -393,14 +410,39 @@ def refund_query(*, refund) -> Answer:
     return Answer(**{**answer.__dict__, "code": result.refund_status or result.code})
 
 
+def _timestamp() -> float:
+    """The product's clock for v3 signatures and answer timestamps: the payment services' (tests share one fake clock
+    with the sandbox there, as payscore.services._timestamp does). Imported here: services import this module."""
+    from payments import services
+
+    return services._now().timestamp()
+
+
 def download_bill(*, merchant: Merchant, bill_date: str, bill_type: str = "ALL") -> wechatpay_v2.DownloadBillResult:
-    """The WeChat Pay v2 trade bill of `bill_date` (yyyyMMdd) for this merchant (in service-provider mode the
-    provider's credentials and the merchant's sub_mch_id). UMF merchants have no bill download here."""
+    """The WeChat Pay trade bill of `bill_date` (yyyyMMdd) for this merchant (in service-provider mode the provider's
+    credentials and the merchant's sub_mch_id): over API v3 (`tradebill`) when those credentials have APIv3
+    configured (`wechat_v3_configured`), else over API v2 (`downloadbill`). UMF merchants have no bill download
+    here."""
     if _is_umpay(merchant):
         raise InvalidState("UMF bills are not downloaded; import the file.", code="NO_BILL_DOWNLOAD")
+    timeouts = _timeouts(settings.RECONCILIATION_DOWNLOAD_TIMEOUT)
+    credentials = _credentials(merchant)
+    if wechat_v3_configured(credentials):
+        config = wechat_v3_config(merchant, credentials=credentials)
+        return wechatpay_v3.tradebill(
+            config,
+            wechatpay_v3.TradeBillRequest(
+                bill_date=datetime.strptime(bill_date, "%Y%m%d").date(),
+                sub_mchid=config.sub_mchid,
+                bill_type=bill_type,
+            ),
+            client=upstream_client,
+            timeouts=timeouts,
+            clock=_timestamp,
+        )
     return wechatpay_v2.downloadbill(
         _wechat_config(merchant),
         wechatpay_v2.DownloadBillRequest(bill_date=bill_date, bill_type=bill_type),
         client=upstream_client,
-        timeouts=_timeouts(settings.RECONCILIATION_DOWNLOAD_TIMEOUT),
+        timeouts=timeouts,
     )

@@ -25,6 +25,8 @@ urlpatterns = [
         name="wx_payscore_action",
     ),
     path("wechatpay/v3/facemch/users/<str:face_sid>", views_v3.facemch_user, name="wx_facemch_user"),
+    path("wechatpay/v3/bill/tradebill", views_v3.tradebill, name="wx_tradebill"),
+    path("wechatpay/v3/billdownload/file", views_v3.billdownload, name="wx_billdownload"),
     # UMF
     path("umpay/pay/wxface", views_umpay.wxface, name="umpay_wxface"),
     path("umpay/pay/micropay", views_umpay.micropay, name="umpay_micropay"),

@@ -15,7 +15,7 @@ import gzip
 import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -501,15 +501,31 @@ def _fee(amount: int) -> int:
     return (amount * FEE_PER_MILLE + 500) // 1000
 
 
-def _bill_rows(call: Call, start, end) -> list[bills.WriteRow]:
+def bill_window(day: date) -> tuple[datetime, datetime] | None:
+    """[start, end) of `day`'s bill (China time), or None while WeChat would still be creating it (today or later).
+    With SANDBOX_BILLS_UNTIL_NOW today's bill is what happened so far. Shared by the v2 and v3 (views_v3) bills."""
+    start = datetime.combine(day, time(0), tzinfo=book.CHINA_TZ)
+    end = start + timedelta(days=1)
+    now = clock.now()
+    today = book.localtime(now).date()
+    if today == day and settings.SANDBOX_BILLS_UNTIL_NOW:
+        return start, now  # the fault run's own day: the bill of what happened so far
+    if today <= day:
+        return None
+    return start, end
+
+
+def bill_rows(*, mch_id: str, sub_mch_id: str, start: datetime, end: datetime) -> list[bills.WriteRow]:
+    """The trade bill's detail rows of one merchant (`sub_mch_id` "" for a direct merchant) between start and end,
+    planted differences applied. Shared by the v2 and v3 (views_v3) bills."""
     from .models import SandboxBillPlant
 
     plants = dict(SandboxBillPlant.objects.values_list("order_no", "kind"))
     orders = SandboxWechatOrder.objects.filter(
-        mch_id=call.merchant.mch_id, sub_mch_id=call.sub_mch_id, paid_at__gte=start, paid_at__lt=end
+        mch_id=mch_id, sub_mch_id=sub_mch_id, paid_at__gte=start, paid_at__lt=end
     ).order_by("paid_at", "pk")
     rows: list[bills.WriteRow] = []
-    ids = {"mch_id": call.merchant.mch_id, "sub_mch_id": call.sub_mch_id}
+    ids = {"mch_id": mch_id, "sub_mch_id": sub_mch_id}
     for order in orders:
         plant = plants.get(order.out_trade_no)
         if plant == SandboxBillPlant.Kind.OMIT:
@@ -533,7 +549,7 @@ def _bill_rows(call: Call, start, end) -> list[bills.WriteRow]:
         if plant == SandboxBillPlant.Kind.DUPLICATE:
             rows.append(row)
     refunds = SandboxWechatRefund.objects.filter(
-        order__mch_id=call.merchant.mch_id, order__sub_mch_id=call.sub_mch_id, created_at__gte=start, created_at__lt=end
+        order__mch_id=mch_id, order__sub_mch_id=sub_mch_id, created_at__gte=start, created_at__lt=end
     ).select_related("order")
     for refund in refunds.order_by("created_at", "pk"):
         plant = plants.get(refund.out_refund_no)
@@ -574,16 +590,11 @@ def _downloadbill(call: Call) -> HttpResponse:
         return _xml({"return_code": "FAIL", "return_msg": "invalid bill_date", "error_code": "20001"})
     if call.fields.get("bill_type", "ALL") != "ALL":
         return _xml({"return_code": "FAIL", "return_msg": "invalid bill_type", "error_code": "20001"})
-    start = datetime.combine(day, time(0), tzinfo=book.CHINA_TZ)
-    end = start + timedelta(days=1)
-    now = clock.now()
-    today = book.localtime(now).date()
-    if today == day and settings.SANDBOX_BILLS_UNTIL_NOW:
-        end = now  # the fault run's own day: the bill of what happened so far
-    elif today <= day:
+    window = bill_window(day)
+    if window is None:
         return _xml({"return_code": "FAIL", "return_msg": "Bill Creating", "error_code": "20003"})
     book.advance()
-    rows = _bill_rows(call, start, end)
+    rows = bill_rows(mch_id=call.merchant.mch_id, sub_mch_id=call.sub_mch_id, start=window[0], end=window[1])
     if not rows:
         return _xml({"return_code": "FAIL", "return_msg": "No Bill Exist", "error_code": "20002"})
     content = bills.write_wechat_bill(rows)

@@ -1,4 +1,5 @@
-"""WeChat Pay API v3 stand-in (JSON): PayScore service orders and facemch users.
+"""WeChat Pay API v3 stand-in (JSON): PayScore service orders, facemch users and the trade bill (tradebill and its
+download_url; the bill is views_v2's, built by the same functions).
 
 Every request's Authorization is verified with the registered merchant certificate (serial, 300 s timestamp
 window, SHA256withRSA over the five-line message with the path exactly as sent). Every answer from a known merchant
@@ -8,20 +9,27 @@ platform certificate, or the platform public-key id for merchants registered in 
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import json
 from collections.abc import Callable
+from datetime import date, datetime
 from typing import Any
+from urllib.parse import quote
 
 from django.conf import settings
+from django.core import signing
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 
+from payments.gateways import wechatpay_bill as bills
 from payments.gateways import wechatpay_v3 as v3
 from payments.gateways.base import VerificationError
 from portal.terminal_auth import signed_paths
 
-from . import clock, identity, payscore, scenarios
+from . import book, clock, identity, payscore, scenarios, views_v2
 from .models import SandboxWechatMerchant
 from .payscore import PayscoreError
 from .scenarios import Scenario
@@ -191,3 +199,86 @@ def facemch_user(request: HttpRequest, merchant: SandboxWechatMerchant, face_sid
     if sub_appid:
         data["sub_openid"] = identity.openid_for(user, sub_appid)
     return _signed(merchant, 200, data)
+
+
+# --- trade bill (申请交易账单 / 下载账单) ------------------------------------------------------------------------
+
+# The download_url's token says whose bill, which day, which window and until when it may be fetched, signed with
+# the SECRET_KEY (django.core.signing): nothing is stored per request, and only the merchant it names can use it.
+_BILL_TOKEN_SALT = "sandbox.wechatpay.v3.billdownload"
+BILL_DOWNLOAD_SECONDS = 30  # WeChat: the download_url is valid for 30 s
+
+
+def _bill_file(rows: list[bills.WriteRow], gzipped: bool) -> bytes:
+    content = bills.write_wechat_bill(rows)
+    # mtime=0: the same bill compresses to the same bytes, in the tradebill answer's hash and in the download.
+    return gzip.compress(content, mtime=0) if gzipped else content
+
+
+@_endpoint({"GET"})
+def tradebill(request: HttpRequest, merchant: SandboxWechatMerchant) -> HttpResponse:
+    bill_date = request.GET.get("bill_date", "")
+    try:
+        day = date.fromisoformat(bill_date) if len(bill_date) == 10 else None
+    except ValueError:
+        day = None
+    if day is None:
+        raise PayscoreError(400, "PARAM_ERROR", "bill_date must be YYYY-MM-DD")
+    if request.GET.get("bill_type", "ALL") != "ALL":
+        raise PayscoreError(400, "PARAM_ERROR", "the sandbox serves bill_type ALL only")
+    tar_type = request.GET.get("tar_type", "")
+    if tar_type not in ("", "GZIP"):
+        raise PayscoreError(400, "PARAM_ERROR", "tar_type must be GZIP or absent")
+    sub_mchid = request.GET.get("sub_mchid", "")
+    if sub_mchid and not merchant.sub_merchants.filter(sub_mch_id=sub_mchid).exists():
+        raise PayscoreError(403, "NO_AUTH", "sub_mchid is not a sub-merchant of this provider")
+    window = views_v2.bill_window(day)
+    if window is None:
+        raise PayscoreError(400, "STATEMENT_CREATING", "账单生成中")
+    book.advance()
+    start, end = window
+    rows = views_v2.bill_rows(mch_id=merchant.mch_id, sub_mch_id=sub_mchid, start=start, end=end)
+    if not rows:
+        raise PayscoreError(400, "NO_STATEMENT_EXIST", "账单文件不存在")
+    gzipped = tar_type == "GZIP"
+    content = _bill_file(rows, gzipped)
+    token = signing.dumps(
+        {
+            "m": merchant.mch_id,
+            "s": sub_mchid,
+            "a": start.isoformat(),
+            "b": end.isoformat(),
+            "g": gzipped,
+            "x": int(clock.timestamp()) + BILL_DOWNLOAD_SECONDS,
+        },
+        salt=_BILL_TOKEN_SALT,
+    )
+    url = request.build_absolute_uri(reverse("sandbox:wx_billdownload")) + "?token=" + quote(token, safe="")
+    return _signed(
+        merchant,
+        200,
+        {
+            "hash_type": "SHA1",
+            "hash_value": hashlib.sha1(content, usedforsecurity=False).hexdigest(),
+            "download_url": url,
+        },
+    )
+
+
+@_endpoint({"GET"})
+def billdownload(request: HttpRequest, merchant: SandboxWechatMerchant) -> HttpResponse:
+    """The file behind a tradebill download_url: signed request like every v3 call, unsigned answer (the bytes)."""
+    try:
+        token = signing.loads(request.GET.get("token", ""), salt=_BILL_TOKEN_SALT)
+    except signing.BadSignature:
+        raise PayscoreError(400, "INVALID_REQUEST", "token invalid") from None
+    if token["m"] != merchant.mch_id:
+        raise PayscoreError(403, "NO_AUTH", "the token belongs to another merchant")
+    if clock.timestamp() > token["x"]:
+        raise PayscoreError(400, "INVALID_REQUEST", "download_url expired")
+    start, end = datetime.fromisoformat(token["a"]), datetime.fromisoformat(token["b"])
+    rows = views_v2.bill_rows(mch_id=merchant.mch_id, sub_mch_id=token["s"], start=start, end=end)
+    content = _bill_file(rows, token["g"])
+    response = HttpResponse(content, content_type="application/octet-stream")
+    response["Request-ID"] = identity.random_token(24)
+    return response

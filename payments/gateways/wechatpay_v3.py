@@ -1,4 +1,5 @@
-"""WeChat Pay API v3 (JSON): request signing, response/notification verification, PayScore, facemch users.
+"""WeChat Pay API v3 (JSON): request signing, response/notification verification, PayScore, facemch users, the
+trade bill (reconciliation).
 
 Rules: docs/protocols.md, "WeChat Pay API v3". Both sides of the protocol live here because the sandbox app
 must speak it exactly: build_authorization / verify_response for the merchant side,
@@ -10,12 +11,16 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import gzip
+import hashlib
+import hmac
 import json
 import re
 import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -30,6 +35,7 @@ from .http import DEFAULT_TIMEOUTS, Timeouts
 from .keys import PrivateKeySource, rsa_sign, rsa_verify
 from .keys import PublicKeySource as KeySource
 from .keys import certificate_serial as certificate_serial  # re-exported: callers need serials of v3 certs
+from .wechatpay_v2 import DownloadBillResult
 
 DEFAULT_BASE_URL = "https://api.mch.weixin.qq.com"
 AUTH_SCHEMA = "WECHATPAY2-SHA256-RSA2048"
@@ -428,6 +434,34 @@ def _status_outcome(status: int, code: str, changes_state: bool) -> Outcome:
     return Outcome.REJECTED
 
 
+def _signed_request(
+    config: WechatPayV3Config,
+    client: httpx.Client,
+    method: str,
+    url: str,
+    body: bytes,
+    *,
+    headers: Mapping[str, str],
+    timeouts: Timeouts,
+    clock: Clock,
+) -> httpx.Request:
+    """The request with its Authorization, signed over exactly what goes on the wire: the path+query as httpx
+    encoded it (no host), and the body."""
+    request = client.build_request(
+        method, url, content=body or None, headers=dict(headers), timeout=timeouts.as_httpx()
+    )
+    request.headers["Authorization"] = build_authorization(
+        mchid=config.mchid,
+        serial_no=config.merchant_serial_no,
+        private_key=config.merchant_private_key_pem,
+        method=method,
+        path_with_query=request.url.raw_path.decode("ascii"),
+        body=body,
+        timestamp=int(clock()),
+    )
+    return request
+
+
 def _call(
     config: WechatPayV3Config,
     method: str,
@@ -442,22 +476,15 @@ def _call(
     """(result keyword arguments, verified JSON body or None)."""
     body = b"" if payload is None else json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
     client = client or http.shared_client()
-    request = client.build_request(
+    request = _signed_request(
+        config,
+        client,
         method,
         config.base_url.rstrip("/") + path_with_query,
-        content=body or None,
+        body,
         headers={"Accept": "application/json", "Content-Type": "application/json"},
-        timeout=timeouts.as_httpx(),
-    )
-    # Sign exactly what goes on the wire: the path+query as httpx encoded it.
-    request.headers["Authorization"] = build_authorization(
-        mchid=config.mchid,
-        serial_no=config.merchant_serial_no,
-        private_key=config.merchant_private_key_pem,
-        method=method,
-        path_with_query=request.url.raw_path.decode("ascii"),
-        body=body,
-        timestamp=int(clock()),
+        timeouts=timeouts,
+        clock=clock,
     )
     logged_request = {"method": method, "path": path_with_query, "body": redact(payload)}
     result: dict[str, Any] = {"request_fields": logged_request}
@@ -744,3 +771,132 @@ def facemch_user(
         openid=str(data.get("openid", "")),
         sub_openid=str(data.get("sub_openid", "")),
     )
+
+
+# --- trade bill (reconciliation) -----------------------------------------------------------------------------------
+
+_TRADEBILL = "/v3/bill/tradebill"
+# v3 `code` of a tradebill refusal: no bill for that day (nothing was traded) — an answer, like v2's "No Bill Exist";
+# not generated yet (WeChat publishes from about 10:00 China time on T+1) — ask again later.
+NO_BILL_CODES = frozenset({"NO_STATEMENT_EXIST"})
+BILL_NOT_READY_CODES = frozenset({"STATEMENT_CREATING"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class TradeBillRequest:
+    bill_date: date | str  # China calendar day: a date or "YYYY-MM-DD"
+    sub_mchid: str = ""  # service-provider mode: the sub-merchant's bill (default: the config's sub_mchid)
+    bill_type: str = "ALL"
+    gzip: bool = True  # tar_type=GZIP: the file comes compressed
+
+
+def _bill_day(value: date | str) -> str:
+    if isinstance(value, date):
+        return value.isoformat()
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        raise ValueError(f"bill_date must be a date or YYYY-MM-DD, not {value!r}")
+    return date.fromisoformat(value).isoformat()
+
+
+def _sha1_matches(expected: str, *candidates: bytes) -> bool:
+    wanted = expected.strip().lower()
+    return any(hmac.compare_digest(hashlib.sha1(c, usedforsecurity=False).hexdigest(), wanted) for c in candidates)
+
+
+def _without_query(url: httpx.URL) -> str:
+    # The download token is a credential for the file: never stored.
+    return str(url.copy_with(query=None, fragment=None)) + ("?token=***" if url.query else "")
+
+
+def tradebill(
+    config: WechatPayV3Config,
+    request: TradeBillRequest,
+    *,
+    client: httpx.Client | None = None,
+    timeouts: Timeouts = DEFAULT_TIMEOUTS,
+    clock: Clock = time.time,
+) -> DownloadBillResult:
+    """The day's trade bill over API v3 (申请交易账单 then 下载账单), shaped like v2's downloadbill result.
+
+    1. `GET /v3/bill/tradebill?bill_date=…&bill_type=ALL&tar_type=GZIP[&sub_mchid=…]`: a signed JSON answer (verified
+       like every v3 answer) with `hash_type`, `hash_value` and `download_url`.
+    2. `GET download_url`, signed over the URL's path+query: the file itself, unsigned by WeChat; its integrity is
+       the SHA1 of the answer `hash_value` names. WeChat's documents do not say plainly whether a GZIP file's hash
+       is of the compressed or of the decompressed bill, so either is accepted. A mismatch is TRANSIENT (download
+       again), never imported.
+
+    SUCCESS: `content` is the bill's text (decompressed). REJECTED with `no_bill`: NO_STATEMENT_EXIST. TRANSIENT:
+    STATEMENT_CREATING, 429/5xx, transport trouble, an unverifiable answer, a failed download or a hash mismatch.
+    REJECTED otherwise (INVALID_REQUEST, PARAM_ERROR, NO_AUTH…).
+    """
+    query = {"bill_date": _bill_day(request.bill_date), "bill_type": request.bill_type}
+    if request.gzip:
+        query["tar_type"] = "GZIP"
+    sub_mchid = request.sub_mchid or config.sub_mchid
+    if sub_mchid:
+        query["sub_mchid"] = sub_mchid
+    client = client or http.shared_client()
+    result, data = _call(
+        config,
+        "GET",
+        f"{_TRADEBILL}?{urlencode(query)}",
+        None,
+        client=client,
+        timeouts=timeouts,
+        changes_state=False,
+        clock=clock,
+    )
+    if data is None:
+        code = result.get("code", "")
+        if code in NO_BILL_CODES:
+            result.update(outcome=Outcome.REJECTED, no_bill=True)
+        elif code in BILL_NOT_READY_CODES:
+            result.update(outcome=Outcome.TRANSIENT)
+        return DownloadBillResult(**result)
+    hash_type, hash_value = str(data.get("hash_type", "")), str(data.get("hash_value", ""))
+    try:
+        download_url = httpx.URL(str(data.get("download_url", "")))
+    except httpx.InvalidURL:
+        download_url = httpx.URL("")
+    result["response_fields"] = {**redact(data), "download_url": _without_query(download_url)}
+
+    def failed(outcome: Outcome, code: str, message: str) -> DownloadBillResult:
+        result.update(outcome=outcome, code=code, message=message[:255])
+        return DownloadBillResult(**result)
+
+    if download_url.scheme not in ("https", "http") or not download_url.host:
+        return failed(Outcome.TRANSIENT, "UNPARSEABLE", "answer has no usable download_url")
+    if hash_type.upper() != "SHA1" or not hash_value:
+        return failed(Outcome.REJECTED, "UNSUPPORTED_HASH", f"hash_type {hash_type[:20]!r} is not SHA1")
+    # The answer is verified, so its download_url is WeChat's word: the file is fetched where it says.
+    download = _signed_request(
+        config, client, "GET", str(download_url), b"", headers={}, timeouts=timeouts, clock=clock
+    )
+    result["request_fields"]["download"] = _without_query(download_url)
+    first_latency = result.get("latency_ms", 0)
+    sent = http.send(client, download, changes_state=False)
+    if isinstance(sent, http.TransportFailure):
+        result["latency_ms"] = first_latency + sent.latency_ms
+        return failed(Outcome.TRANSIENT, sent.code, sent.message)
+    result.update(http_status=sent.status, latency_ms=first_latency + sent.latency_ms)
+    body = sent.body
+    if sent.status != 200:
+        # The token expired, or the file is not there: a new tradebill call gets a new download_url.
+        try:
+            answer = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            answer = None
+        answer = answer if isinstance(answer, dict) else {}
+        return failed(
+            Outcome.TRANSIENT, str(answer.get("code") or f"HTTP_{sent.status}"), str(answer.get("message", ""))
+        )
+    content = body
+    if body[:2] == b"\x1f\x8b":
+        try:
+            content = gzip.decompress(body)
+        except (OSError, EOFError) as exc:
+            return failed(Outcome.TRANSIENT, "BAD_GZIP", type(exc).__name__)
+    if not _sha1_matches(hash_value, body, content):
+        return failed(Outcome.TRANSIENT, "HASH_MISMATCH", "the downloaded bill does not match hash_value")
+    result.update(outcome=Outcome.SUCCESS)
+    return DownloadBillResult(**result, content=content)
