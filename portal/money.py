@@ -16,9 +16,3 @@ def yuan_to_fen(text: str) -> int | None:
     if value != value.quantize(Decimal("0.01")):
         return None
     return int(value * 100)
-
-
-def fen_to_yuan(fen: int) -> str:
-    """1234 → '12.34', -5 → '-0.05': yuan as text with two decimals (exports), integer arithmetic."""
-    sign = "-" if fen < 0 else ""
-    return f"{sign}{abs(fen) // 100}.{abs(fen) % 100:02d}"

@@ -17,10 +17,10 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
+from payments.gateways.wechatpay_bill import fen_to_yuan  # the bills' own yuan text: 1234 → 12.34
 from payments.models import PaymentStatus, Refund
 from portal.errors import DomainError, InvalidInput
 from portal.exports import Echo, spreadsheet_cell, write_xlsx
-from portal.money import fen_to_yuan
 from portal.permissions import Action, require
 from portal.selectors import merchants_visible_to
 from portal.services import audit_record

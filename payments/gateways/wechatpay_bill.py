@@ -314,6 +314,7 @@ DETAIL_HEADER = (
 
 
 def fen_to_yuan(fen: int) -> str:
+    """1234 → '12.34', -5 → '-0.05': yuan as text with two decimals, integer arithmetic."""
     sign = "-" if fen < 0 else ""
     return f"{sign}{abs(fen) // 100}.{abs(fen) % 100:02d}"
 
