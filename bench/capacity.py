@@ -373,7 +373,7 @@ def summarize_long_polls(records: list[dict[str, Any]], wait: float) -> dict[str
 
 class Console:
     """A console user signed in through the login form, as a person would. Production marks the session and CSRF
-    cookies Secure, which httpx rightly does not send over the cluster's plain HTTP: this session keeps them."""
+    cookies Secure, which httpx rightly does not send over the cluster's plain HTTP: this client keeps them itself."""
 
     def __init__(self, base_url: str, username: str, password: str) -> None:
         self.client = httpx.Client(base_url=base_url, timeout=REQUEST_TIMEOUT_SECONDS)

@@ -515,7 +515,7 @@ def reconcile_run(seed: int) -> Reconciliation:
         for day in days:
             try:
                 report = reconciliation.reconcile_day(merchant=merchant, bill_date=day)
-            except (reconciliation.BillRefused, reconciliation.BillNotReady, reconciliation.BillUnavailable) as exc:
+            except reconciliation.BillProblem as exc:
                 result.not_reconciled.append(f"{merchant.pk} {day}: {type(exc).__name__}: {exc}")
                 continue
             result.bills += 1

@@ -5,7 +5,7 @@ from django.db.models import QuerySet
 from payments.models import Payment
 from portal.errors import NotFound
 from portal.models import Device
-from portal.selectors import scope_queryset
+from portal.selectors import date_param, scope_queryset
 
 
 def payment_for_device(*, device: Device, out_trade_no: str) -> Payment:
@@ -30,23 +30,15 @@ PAID_STATUSES = ("SUCCESS", "PARTIALLY_REFUNDED", "REFUNDED")
 
 def filter_payments(queryset: QuerySet[Payment], params) -> QuerySet[Payment]:
     """Apply the console's list filters (GET parameters); unknown or malformed values are ignored."""
-    from datetime import date, datetime, time, timedelta
+    from datetime import datetime, time, timedelta
 
     from django.db.models import Q
     from django.utils import timezone
 
-    def day(name: str):
-        # A date field lets people type 9999-12-31; one the search cannot use is ignored like a malformed one.
-        try:
-            value = date.fromisoformat(params.get(name, ""))
-        except ValueError:
-            return None
-        return value if date(2000, 1, 1) <= value <= date(2100, 12, 31) else None
-
     tz = timezone.get_current_timezone()
-    if start := day("from"):
+    if start := date_param(params, "from"):
         queryset = queryset.filter(created_at__gte=datetime.combine(start, time.min, tz))
-    if end := day("to"):
+    if end := date_param(params, "to"):
         queryset = queryset.filter(created_at__lt=datetime.combine(end + timedelta(days=1), time.min, tz))
     for field in ("status", "channel", "method"):
         if value := params.get(field):

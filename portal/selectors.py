@@ -34,6 +34,18 @@ def scope_queryset(queryset: QuerySet, user, merchant_path: str = "merchant") ->
     return queryset.filter(**{f"{prefix}pk" if not merchant_path else f"{merchant_path}_id": membership.merchant_id})
 
 
+def date_param(params, name: str):
+    """A console filter's date (GET parameter `name`, YYYY-MM-DD), or None when absent, malformed or beyond what a
+    search can use (a date field lets people type 9999-12-31)."""
+    from datetime import date
+
+    try:
+        value = date.fromisoformat(params.get(name, ""))
+    except ValueError:
+        return None
+    return value if date(2000, 1, 1) <= value <= date(2100, 12, 31) else None
+
+
 def merchants_visible_to(user) -> QuerySet[Merchant]:
     return scope_queryset(Merchant.objects.select_related("provider"), user, merchant_path="")
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import date
-
 from django.db.models import Max, QuerySet
 
-from portal.selectors import membership_of, merchants_visible_to, scope_queryset
+from portal.selectors import date_param, membership_of, merchants_visible_to, scope_queryset
 
 from .models import DayResult, Difference, DifferenceKind
 
@@ -28,21 +26,12 @@ def merchant_filter_choices(user) -> QuerySet | None:
     return merchants_visible_to(user).order_by("name")
 
 
-def _day(params, name: str) -> date | None:
-    # A date field lets people type 9999-12-31; one the search cannot use is ignored like a malformed one.
-    try:
-        value = date.fromisoformat(params.get(name, ""))
-    except ValueError:
-        return None
-    return value if date(2000, 1, 1) <= value <= date(2100, 12, 31) else None
-
-
 def filter_days(queryset: QuerySet, params) -> QuerySet:
     """Filter days or differences by bill date and merchant (GET parameters: from, to, merchant); malformed values
     are ignored."""
-    if start := _day(params, "from"):
+    if start := date_param(params, "from"):
         queryset = queryset.filter(bill_date__gte=start)
-    if end := _day(params, "to"):
+    if end := date_param(params, "to"):
         queryset = queryset.filter(bill_date__lte=end)
     if (merchant := params.get("merchant", "")).isdigit():
         queryset = queryset.filter(merchant_id=int(merchant))

@@ -26,7 +26,7 @@ from payments import channels
 from payments import services as payment_services
 from payments.gateways.base import Outcome
 from payments.gateways.umpay import CHINA_TZ
-from payments.gateways.wechatpay_bill import BillError, BillRow, WechatBill, lines_of
+from payments.gateways.wechatpay_bill import BillError, BillRow, WechatBill, decompressed, lines_of
 from payments.models import Payment, PaymentStatus, Refund
 from portal.errors import InvalidInput, InvalidState
 from portal.models import Merchant
@@ -112,9 +112,9 @@ def reconcile_day(*, merchant: Merchant, bill_date: date, content: bytes | None 
                 raise BillUnavailable("The channel refused the bill download ({message}).", message=message)
             raise BillNotReady("The bill is not available yet ({message}).", message=message)
         content, source = result.content, Bill.Source.DOWNLOAD
-    elif content[:2] == b"\x1f\x8b":
+    else:
         try:
-            content = gzip.decompress(content)
+            content = decompressed(content)
         except (OSError, EOFError):
             refused = BillRefused("not a readable gzip file")
             _record_refusal(merchant, bill_date, content, source, str(refused))
@@ -153,7 +153,7 @@ def _record_refusal(merchant: Merchant, bill_date: date, content: bytes, source:
 
 def _record_no_bill(merchant: Merchant, bill_date: date, message: str) -> DayReport:
     with transaction.atomic():
-        Merchant.objects.select_for_update().filter(pk=merchant.pk).first()  # one run per merchant at a time
+        _lock(merchant)
         latest = _latest(merchant, bill_date)
         if latest is None or latest.status != Bill.Status.NO_BILL:
             latest = Bill.objects.create(
@@ -177,9 +177,13 @@ def _latest(merchant: Merchant, bill_date: date) -> Bill | None:
     )
 
 
-def _import_and_match(merchant: Merchant, bill_date: date, content: bytes, source: str) -> DayReport:
-    # One run per merchant at a time: the versions and the differences of a day are decided under this lock.
+def _lock(merchant: Merchant) -> None:
+    """One run per merchant at a time: a day's bill versions and differences are decided under this row lock."""
     Merchant.objects.select_for_update().filter(pk=merchant.pk).first()
+
+
+def _import_and_match(merchant: Merchant, bill_date: date, content: bytes, source: str) -> DayReport:
+    _lock(merchant)
     digest = hashlib.sha256(content).hexdigest()
     bill = Bill.objects.filter(
         merchant=merchant, bill_date=bill_date, bill_type="ALL", sha256=digest, status=Bill.Status.IMPORTED

@@ -245,7 +245,7 @@ def bill_upload(request):
             report = services.reconcile_day(
                 merchant=merchant, bill_date=bill_date, content=form.cleaned_data["file"].read()
             )
-        except (services.BillRefused, services.BillNotReady, services.BillUnavailable) as exc:
+        except services.BillProblem as exc:
             reason = _(exc.template).format(**exc.params)  # the parser's and the pipeline's reasons are translated
             form.add_error(None, _("The bill was not imported: %(reason)s") % {"reason": reason})
         else:

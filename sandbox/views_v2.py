@@ -11,21 +11,19 @@ Limitation: the sandbox is plain HTTP, so it cannot check the mutual-TLS client 
 
 from __future__ import annotations
 
-import gzip
 import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from payments.gateways import wechatpay_bill as bills
 from payments.gateways import wechatpay_v2 as v2
 
+from . import bills as bill_book
 from . import book, chaos, clock, identity, scenarios
 from .models import SandboxAuthinfo, SandboxWechatMerchant, SandboxWechatOrder, SandboxWechatRefund
 from .scenarios import Scenario
@@ -491,95 +489,6 @@ def _refundquery(call: Call) -> HttpResponse:
 refundquery = _endpoint(_refundquery, has_chaos=True)
 
 
-# --- downloadbill ------------------------------------------------------------------------------------------------
-
-# The sandbox's fee rate: 0.60 %, rounded to the fen per row (refunds return the fee of what they refund).
-FEE_PER_MILLE = 6
-
-
-def _fee(amount: int) -> int:
-    return (amount * FEE_PER_MILLE + 500) // 1000
-
-
-def bill_window(day: date) -> tuple[datetime, datetime] | None:
-    """[start, end) of `day`'s bill (China time), or None while WeChat would still be creating it (today or later).
-    With SANDBOX_BILLS_UNTIL_NOW today's bill is what happened so far. Shared by the v2 and v3 (views_v3) bills."""
-    start = datetime.combine(day, time(0), tzinfo=book.CHINA_TZ)
-    end = start + timedelta(days=1)
-    now = clock.now()
-    today = book.localtime(now).date()
-    if today == day and settings.SANDBOX_BILLS_UNTIL_NOW:
-        return start, now  # the fault run's own day: the bill of what happened so far
-    if today <= day:
-        return None
-    return start, end
-
-
-def bill_rows(*, mch_id: str, sub_mch_id: str, start: datetime, end: datetime) -> list[bills.WriteRow]:
-    """The trade bill's detail rows of one merchant (`sub_mch_id` "" for a direct merchant) between start and end,
-    planted differences applied. Shared by the v2 and v3 (views_v3) bills."""
-    from .models import SandboxBillPlant
-
-    plants = dict(SandboxBillPlant.objects.values_list("order_no", "kind"))
-    orders = SandboxWechatOrder.objects.filter(
-        mch_id=mch_id, sub_mch_id=sub_mch_id, paid_at__gte=start, paid_at__lt=end
-    ).order_by("paid_at", "pk")
-    rows: list[bills.WriteRow] = []
-    ids = {"mch_id": mch_id, "sub_mch_id": sub_mch_id}
-    for order in orders:
-        plant = plants.get(order.out_trade_no)
-        if plant == SandboxBillPlant.Kind.OMIT:
-            continue
-        revoked = order.reversed_after_payment or plant == SandboxBillPlant.Kind.REVOKED
-        total = order.total_fee + (1 if plant == SandboxBillPlant.Kind.AMOUNT else 0)
-        row = bills.WriteRow(
-            trade_time=book.localtime(order.paid_at),
-            appid=order.appid,
-            transaction_id=order.transaction_id,
-            out_trade_no=order.out_trade_no,
-            openid=order.openid,
-            trade_state="REVOKED" if revoked else "SUCCESS",
-            total_fee=total,
-            fee=0 if revoked else _fee(total),
-            body=order.body,
-            device_info=order.device_info,
-            **ids,
-        )
-        rows.append(row)
-        if plant == SandboxBillPlant.Kind.DUPLICATE:
-            rows.append(row)
-    refunds = SandboxWechatRefund.objects.filter(
-        order__mch_id=mch_id, order__sub_mch_id=sub_mch_id, created_at__gte=start, created_at__lt=end
-    ).select_related("order")
-    for refund in refunds.order_by("created_at", "pk"):
-        plant = plants.get(refund.out_refund_no)
-        if plant == SandboxBillPlant.Kind.REFUND_OMIT:
-            continue
-        amount = refund.refund_fee + (1 if plant == SandboxBillPlant.Kind.REFUND_AMOUNT else 0)
-        order = refund.order
-        rows.append(
-            bills.WriteRow(
-                trade_time=book.localtime(refund.created_at),
-                appid=order.appid,
-                transaction_id=order.transaction_id,
-                out_trade_no=order.out_trade_no,
-                openid=order.openid,
-                trade_state="REFUND",
-                total_fee=0,
-                fee=-_fee(amount),
-                body=order.body,
-                device_info=order.device_info,
-                refund_id=refund.refund_id,
-                out_refund_no=refund.out_refund_no,
-                refund_fee=amount,
-                # The bill is a snapshot at acceptance: a refund the ledger has not completed yet is PROCESSING.
-                refund_status=refund.state,
-                **ids,
-            )
-        )
-    return rows
-
-
 def _downloadbill(call: Call) -> HttpResponse:
     bill_date = call.fields.get("bill_date", "")
     try:
@@ -590,17 +499,16 @@ def _downloadbill(call: Call) -> HttpResponse:
         return _xml({"return_code": "FAIL", "return_msg": "invalid bill_date", "error_code": "20001"})
     if call.fields.get("bill_type", "ALL") != "ALL":
         return _xml({"return_code": "FAIL", "return_msg": "invalid bill_type", "error_code": "20001"})
-    window = bill_window(day)
+    window = bill_book.window(day)
     if window is None:
         return _xml({"return_code": "FAIL", "return_msg": "Bill Creating", "error_code": "20003"})
     book.advance()
-    rows = bill_rows(mch_id=call.merchant.mch_id, sub_mch_id=call.sub_mch_id, start=window[0], end=window[1])
+    rows = bill_book.rows(mch_id=call.merchant.mch_id, sub_mch_id=call.sub_mch_id, start=window[0], end=window[1])
     if not rows:
         return _xml({"return_code": "FAIL", "return_msg": "No Bill Exist", "error_code": "20002"})
-    content = bills.write_wechat_bill(rows)
     if call.fields.get("tar_type") == "GZIP":
-        return HttpResponse(gzip.compress(content), content_type="application/x-gzip")
-    return HttpResponse(content, content_type="text/plain; charset=utf-8")
+        return HttpResponse(bill_book.file(rows, gzipped=True), content_type="application/x-gzip")
+    return HttpResponse(bill_book.file(rows, gzipped=False), content_type="text/plain; charset=utf-8")
 
 
 downloadbill = _endpoint(_downloadbill)

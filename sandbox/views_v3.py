@@ -1,5 +1,5 @@
 """WeChat Pay API v3 stand-in (JSON): PayScore service orders, facemch users and the trade bill (tradebill and its
-download_url; the bill is views_v2's, built by the same functions).
+download_url; the bill is built by sandbox/bills.py, as for v2).
 
 Every request's Authorization is verified with the registered merchant certificate (serial, 300 s timestamp
 window, SHA256withRSA over the five-line message with the path exactly as sent). Every answer from a known merchant
@@ -9,7 +9,6 @@ platform certificate, or the platform public-key id for merchants registered in 
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 from collections.abc import Callable
@@ -24,12 +23,12 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 
-from payments.gateways import wechatpay_bill as bills
 from payments.gateways import wechatpay_v3 as v3
 from payments.gateways.base import VerificationError
 from portal.terminal_auth import signed_paths
 
-from . import book, clock, identity, payscore, scenarios, views_v2
+from . import bills as bill_book
+from . import book, clock, identity, payscore, scenarios
 from .models import SandboxWechatMerchant
 from .payscore import PayscoreError
 from .scenarios import Scenario
@@ -209,12 +208,6 @@ _BILL_TOKEN_SALT = "sandbox.wechatpay.v3.billdownload"
 BILL_DOWNLOAD_SECONDS = 30  # WeChat: the download_url is valid for 30 s
 
 
-def _bill_file(rows: list[bills.WriteRow], gzipped: bool) -> bytes:
-    content = bills.write_wechat_bill(rows)
-    # mtime=0: the same bill compresses to the same bytes, in the tradebill answer's hash and in the download.
-    return gzip.compress(content, mtime=0) if gzipped else content
-
-
 @_endpoint({"GET"})
 def tradebill(request: HttpRequest, merchant: SandboxWechatMerchant) -> HttpResponse:
     bill_date = request.GET.get("bill_date", "")
@@ -232,16 +225,16 @@ def tradebill(request: HttpRequest, merchant: SandboxWechatMerchant) -> HttpResp
     sub_mchid = request.GET.get("sub_mchid", "")
     if sub_mchid and not merchant.sub_merchants.filter(sub_mch_id=sub_mchid).exists():
         raise PayscoreError(403, "NO_AUTH", "sub_mchid is not a sub-merchant of this provider")
-    window = views_v2.bill_window(day)
+    window = bill_book.window(day)
     if window is None:
         raise PayscoreError(400, "STATEMENT_CREATING", "账单生成中")
     book.advance()
     start, end = window
-    rows = views_v2.bill_rows(mch_id=merchant.mch_id, sub_mch_id=sub_mchid, start=start, end=end)
+    rows = bill_book.rows(mch_id=merchant.mch_id, sub_mch_id=sub_mchid, start=start, end=end)
     if not rows:
         raise PayscoreError(400, "NO_STATEMENT_EXIST", "账单文件不存在")
     gzipped = tar_type == "GZIP"
-    content = _bill_file(rows, gzipped)
+    content = bill_book.file(rows, gzipped=gzipped)
     token = signing.dumps(
         {
             "m": merchant.mch_id,
@@ -277,8 +270,8 @@ def billdownload(request: HttpRequest, merchant: SandboxWechatMerchant) -> HttpR
     if clock.timestamp() > token["x"]:
         raise PayscoreError(400, "INVALID_REQUEST", "download_url expired")
     start, end = datetime.fromisoformat(token["a"]), datetime.fromisoformat(token["b"])
-    rows = views_v2.bill_rows(mch_id=merchant.mch_id, sub_mch_id=token["s"], start=start, end=end)
-    content = _bill_file(rows, token["g"])
+    rows = bill_book.rows(mch_id=merchant.mch_id, sub_mch_id=token["s"], start=start, end=end)
+    content = bill_book.file(rows, gzipped=token["g"])
     response = HttpResponse(content, content_type="application/octet-stream")
     response["Request-ID"] = identity.random_token(24)
     return response

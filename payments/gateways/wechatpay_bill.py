@@ -12,6 +12,7 @@ is never half-imported.
 
 from __future__ import annotations
 
+import gzip
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -286,6 +287,12 @@ class WechatBill:
                     line=line, name=name, said=said, counted=counted,
                 )  # fmt: skip
         return summary
+
+
+def decompressed(data: bytes) -> bytes:
+    """A bill's text: the bytes themselves, or, when they are a GZIP file (its magic bytes lead), what it holds.
+    A broken GZIP file raises OSError or EOFError."""
+    return gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
 
 
 def lines_of(content: bytes) -> Iterator[str]:

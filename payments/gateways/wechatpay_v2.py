@@ -21,6 +21,7 @@ from xml.etree import ElementTree
 import httpx
 
 from . import http
+from . import wechatpay_bill as bills
 from .base import GatewayResult, Outcome, redact
 from .http import DEFAULT_TIMEOUTS, RawResponse, Timeouts
 
@@ -790,7 +791,6 @@ def downloadbill(
     timeouts: Timeouts = DEFAULT_TIMEOUTS,
 ) -> DownloadBillResult:
     """The day's trade bill. A success is the bill itself (text or GZIP, unsigned); a refusal is the usual XML."""
-    import gzip as _gzip  # local: only this call needs it
 
     fields = _prune(
         {
@@ -833,9 +833,8 @@ def downloadbill(
         if message in BILL_NOT_READY_MESSAGES or answer.get("return_code") != "FAIL":
             return DownloadBillResult(outcome=Outcome.TRANSIENT, code=code, message=message, **base)
         return DownloadBillResult(outcome=Outcome.REJECTED, code=code, message=message, **base)
-    if body[:2] == b"\x1f\x8b":
-        try:
-            body = _gzip.decompress(body)
-        except (OSError, EOFError) as exc:
-            return DownloadBillResult(outcome=Outcome.TRANSIENT, code="BAD_GZIP", message=type(exc).__name__, **base)
-    return DownloadBillResult(outcome=Outcome.SUCCESS, content=body, **base)
+    try:
+        content = bills.decompressed(body)
+    except (OSError, EOFError) as exc:
+        return DownloadBillResult(outcome=Outcome.TRANSIENT, code="BAD_GZIP", message=type(exc).__name__, **base)
+    return DownloadBillResult(outcome=Outcome.SUCCESS, content=content, **base)

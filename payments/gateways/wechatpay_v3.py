@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
-import gzip
 import hashlib
 import hmac
 import json
@@ -30,6 +29,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from . import http
+from . import wechatpay_bill as bills
 from .base import GatewayResult, Outcome, VerificationError, redact
 from .http import DEFAULT_TIMEOUTS, Timeouts
 from .keys import PrivateKeySource, rsa_sign, rsa_verify
@@ -890,12 +890,10 @@ def tradebill(
         return failed(
             Outcome.TRANSIENT, str(answer.get("code") or f"HTTP_{sent.status}"), str(answer.get("message", ""))
         )
-    content = body
-    if body[:2] == b"\x1f\x8b":
-        try:
-            content = gzip.decompress(body)
-        except (OSError, EOFError) as exc:
-            return failed(Outcome.TRANSIENT, "BAD_GZIP", type(exc).__name__)
+    try:
+        content = bills.decompressed(body)
+    except (OSError, EOFError) as exc:
+        return failed(Outcome.TRANSIENT, "BAD_GZIP", type(exc).__name__)
     if not _sha1_matches(hash_value, body, content):
         return failed(Outcome.TRANSIENT, "HASH_MISMATCH", "the downloaded bill does not match hash_value")
     result.update(outcome=Outcome.SUCCESS)

@@ -46,7 +46,7 @@ class Command(BaseCommand):
         for merchant in merchants:
             try:
                 report = services.reconcile_day(merchant=merchant, bill_date=bill_date, content=content)
-            except (services.BillRefused, services.BillNotReady, services.BillUnavailable) as exc:
+            except services.BillProblem as exc:
                 failed = True
                 kind = type(exc).__name__
                 self.stderr.write(f"merchant {merchant.pk}: {kind}: {exc}")
