@@ -36,7 +36,11 @@ class PasswordChangeView(auth_views.PasswordChangeView):
 
 @login_required
 def home(request):
-    return render(request, "portal/dashboard.html", _dashboard_context(request.user))
+    from reconciliation.selectors import dashboard as reconciliation_dashboard
+
+    # The reconciliation card changes once a day: on the page, not in the live part polled every few seconds.
+    context = {**_dashboard_context(request.user), "reconciliation": reconciliation_dashboard(request.user)}
+    return render(request, "portal/dashboard.html", context)
 
 
 @login_required
@@ -47,7 +51,6 @@ def dashboard_live(request):
 
 def _dashboard_context(user) -> dict:
     from payments.selectors import dashboard
-    from reconciliation.selectors import dashboard as reconciliation_dashboard
 
     data = dashboard(user)
     width, height, gap = 560, 160, 6
@@ -65,7 +68,6 @@ def _dashboard_context(user) -> dict:
         "chart_width": width,
         "chart_height": height,
         "merchants": selectors.merchants_visible_to(user)[:5],
-        "reconciliation": reconciliation_dashboard(user),
     }
 
 
