@@ -11,52 +11,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from payments import channels, selectors, services
-from payments.models import Payment, Refund
+from payments.models import Payment
+from payments.representation import PaymentOutputSerializer, RefundOutputSerializer, payment_output
 from portal import wakeup
 from portal.api import ErrorSerializer, StrictIntegerField, TerminalApiView, Wait
 from portal.errors import Forbidden
 from portal.models import StaffMembership
 from portal.selectors import membership_of
-
-
-class PaymentOutputSerializer(serializers.ModelSerializer):
-    store_id = serializers.CharField(source="store.store_id")
-    device_id = serializers.CharField(source="device.device_id", default="")
-    is_final = serializers.SerializerMethodField()
-
-    class Meta:
-        model = Payment
-        fields = [
-            "out_trade_no",
-            "status",
-            "is_final",
-            "total_fee",
-            "refunded_fee",
-            "method",
-            "wallet",
-            "channel",
-            "transaction_id",
-            "openid",
-            "err_code",
-            "err_message",
-            "store_id",
-            "device_id",
-            "paid_at",
-            "created_at",
-        ]
-
-    def get_is_final(self, payment: Payment) -> bool:
-        return services.payment_is_settled(payment)
-
-
-_payment_output = PaymentOutputSerializer()
-
-
-def payment_output(payment: Payment) -> dict:
-    """The terminal's view of a payment. One serializer instance serves every request: a ModelSerializer builds its
-    fields on first use (a noticeable share of a payment request's CPU); turning a row into a dict is
-    stateless."""
-    return _payment_output.to_representation(payment)
 
 
 def _answer(payment: Payment, seconds: float, status_code: int) -> Response:
@@ -180,23 +141,6 @@ class PaymentCancelApi(TerminalApiView):
 
 
 # --- staff API -----------------------------------------------------------------------------------------------------
-
-
-class RefundOutputSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = Refund
-        fields = [
-            "out_refund_no",
-            "refund_fee",
-            "reason",
-            "kind",
-            "status",
-            "refund_id",
-            "request_key",
-            "err_code",
-            "err_message",
-            "created_at",
-        ]
 
 
 class CanRefund(permissions.BasePermission):

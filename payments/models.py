@@ -26,6 +26,8 @@ class PaymentStatus(models.TextChoices):
 
 
 FINAL_PAYMENT_STATUSES = (PaymentStatus.FAILED, PaymentStatus.REVERSED, PaymentStatus.REFUNDED)
+# Submitted with no definite outcome yet, or owing a reverse: what a waiting terminal waits for to end.
+UNSETTLED_PAYMENT_STATUSES = (PaymentStatus.PAYING, PaymentStatus.REVERSING)
 
 
 class Payment(models.Model):

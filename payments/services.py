@@ -27,11 +27,14 @@ from payments import channels
 from payments.channels import Answer
 from payments.gateways.base import Outcome
 from payments.gateways.umpay import CHINA_TZ
-from payments.models import Payment, PaymentEvent, PaymentStatus, Refund
+from payments.models import UNSETTLED_PAYMENT_STATUSES, Payment, PaymentEvent, PaymentStatus, Refund
+from payments.representation import payment_output, refund_output
 from portal import jobs, wakeup
 from portal.errors import Conflict, InvalidInput, InvalidState, UpstreamUnavailable
 from portal.models import Device, Merchant
 from portal.services import audit_record
+from webhooks.models import EventType
+from webhooks.services import event_emit
 
 S = PaymentStatus
 Actor = PaymentEvent.Actor
@@ -134,6 +137,44 @@ def _transition(
     )  # fmt: skip
     payment.status = to
     wakeup.publish(wakeup.topic_for("payment", payment.pk))  # a terminal may be waiting for this, once committed
+    if batch is None:
+        _notify_payment(payment)  # with a batch, the caller notifies once it has written the batch
+
+
+# The payment statuses merchants' systems are told about (webhooks), and the refund statuses.
+PAYMENT_EVENTS = {
+    S.SUCCESS: EventType.PAYMENT_SUCCEEDED,
+    S.FAILED: EventType.PAYMENT_FAILED,
+    S.REVERSED: EventType.PAYMENT_REVERSED,
+    S.ATTENTION: EventType.PAYMENT_ATTENTION,
+}
+REFUND_EVENTS = {Refund.Status.SUCCESS: EventType.REFUND_SUCCEEDED, Refund.Status.FAILED: EventType.REFUND_FAILED}
+
+
+def _order_key(payment: Payment) -> str:
+    return f"payment:{payment.pk}"  # a payment's events and its refunds' reach an endpoint in the order made
+
+
+def _notify_payment(payment: Payment) -> None:
+    """The payment's new status as a webhook event, in the transaction that sets it. Called once every field the
+    transition changes is set on `payment` (the event carries the payment as the terminal API shows it)."""
+    if payment.status in PAYMENT_EVENTS:
+        event_emit(
+            merchant=payment.merchant,
+            type=PAYMENT_EVENTS[payment.status],
+            data=lambda: payment_output(payment),
+            order_key=_order_key(payment),
+        )
+
+
+def _notify_refund(payment: Payment, refund: Refund) -> None:
+    if refund.status in REFUND_EVENTS:
+        event_emit(
+            merchant=payment.merchant,
+            type=REFUND_EVENTS[refund.status],
+            data=lambda: {**refund_output(refund), "payment": payment_output(payment)},
+            order_key=_order_key(payment),
+        )
 
 
 _RELATED = ("merchant", "store", "device")
@@ -286,6 +327,7 @@ def payment_submit(*, payment: Payment, auth_code: str) -> Payment:
             return payment
         if updated:
             PaymentEvent.objects.bulk_create(events)  # one multi-row INSERT, in list order
+            _notify_payment(payment)
         else:
             # Moved on meanwhile (cancelled: the reverse path owns it now): record the answer under the lock only.
             payment = _locked(payment.pk, known=payment)
@@ -534,7 +576,7 @@ def payment_cancel(*, payment: Payment, actor: str = Actor.TERMINAL, user: Abstr
 
 def payment_is_settled(payment: Payment) -> bool:
     """Whether the outcome is definite (not PAYING / REVERSING): what a waiting terminal waits for."""
-    return payment.status not in (S.PAYING, S.REVERSING)
+    return payment.status not in UNSETTLED_PAYMENT_STATUSES
 
 
 # --- authinfo ------------------------------------------------------------------------------------------------------
@@ -751,12 +793,14 @@ def _refund_done(payment: Payment, refund: Refund) -> None:
     payment.refunded_fee += refund.refund_fee
     target = S.REFUNDED if payment.refunded_fee == payment.total_fee else S.PARTIALLY_REFUNDED
     _transition(payment, target, actor=Actor.WORKER)
+    _notify_refund(payment, refund)
 
 
 def _refund_failed(payment: Payment, refund: Refund, answer: Answer) -> None:
     refund.status, refund.next_check_at = Refund.Status.FAILED, None
     refund.err_code, refund.err_message = answer.code, answer.message
     payment.reserved_refund_fee -= refund.refund_fee  # release: nothing was refunded
+    _notify_refund(payment, refund)
 
 
 def _apply_refund_reverse(payment: Payment, refund: Refund, answer: Answer, now: datetime) -> None:
@@ -765,6 +809,7 @@ def _apply_refund_reverse(payment: Payment, refund: Refund, answer: Answer, now:
         payment.refunded_fee = payment.total_fee
         payment.next_check_at = None
         _transition(payment, S.REVERSED, actor=Actor.WORKER, message="Reversed for a full refund.")
+        _notify_refund(payment, refund)
     elif answer.outcome is Outcome.REJECTED:
         # Reverse refused (e.g. REVERSE_EXPIRE): the refund API does the same job.
         refund.kind, refund.next_check_at = Refund.Kind.REFUND, now

@@ -31,10 +31,13 @@ from payments.gateways.base import Outcome, redact
 from payments.gateways.http import Timeouts
 from payments.services import china_timestamp
 from payscore.models import FINAL_STATES, ServiceOrder, ServiceOrderEvent
+from payscore.representation import service_order_output
 from portal import jobs
 from portal.errors import Conflict, DomainError, InvalidInput, InvalidState
 from portal.models import Device, Merchant
 from portal.services import audit_record
+from webhooks.models import EventType
+from webhooks.services import event_emit
 
 logger = logging.getLogger(__name__)
 
@@ -138,6 +141,27 @@ def _event(
     )
 
 
+# WeChat's states merchants' systems are told about (webhooks).
+STATE_EVENTS = {
+    State.CREATED: EventType.PAYSCORE_CREATED,
+    State.DOING: EventType.PAYSCORE_DOING,
+    State.DONE: EventType.PAYSCORE_DONE,
+    State.REVOKED: EventType.PAYSCORE_REVOKED,
+    State.EXPIRED: EventType.PAYSCORE_EXPIRED,
+}
+
+
+def _notify(order: ServiceOrder) -> None:
+    """The order's new state as a webhook event, in the caller's transaction (the caller holds the row lock)."""
+    if order.state in STATE_EVENTS:
+        event_emit(
+            merchant=order.merchant,
+            type=STATE_EVENTS[order.state],
+            data=lambda: service_order_output(order),
+            order_key=f"payscore:{order.pk}",
+        )
+
+
 def _locked(order_id: int) -> ServiceOrder:
     # Lock the order row only: PostgreSQL refuses FOR UPDATE across the nullable device join.
     return (
@@ -174,7 +198,7 @@ def apply_snapshot(
     description = str(data.get("state_description") or "") if state == State.DOING else ""
     if state == State.DOING and not description and order.state == State.DOING:
         description = order.state_description  # "" carries no news about an order already in service
-    from_label = order.state_label
+    from_label, state_before = order.state_label, order.state
     moved = False
     if state in WECHAT_STATES and order.state not in FINAL_STATES:
         if _rank(state, description) >= _rank(order.state, order.state_description) and (
@@ -205,6 +229,8 @@ def apply_snapshot(
         order.openid = str(data["openid"])[:128]  # WeChat's order is authoritative about who the user is
     if synced:
         order.last_synced_at = now
+    if order.state != state_before:
+        _notify(order)
     if moved:
         _event(
             order,

@@ -66,6 +66,13 @@ class Merchant(models.Model):
     payscore_service_id = models.CharField(
         "PayScore service_id", max_length=32, blank=True, help_text="WeChat PayScore service_id (支付分服务ID)."
     )
+    webhook_event_types = models.JSONField(
+        default=list,
+        blank=True,
+        editable=False,
+        help_text="The event types some active webhook endpoint of this merchant subscribes to (kept by the webhooks "
+        "app), so a payment of a merchant without webhooks costs no lookup.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -23,6 +23,7 @@ class Action(enum.StrEnum):
     ERASE_MEMBER = "erase_member"
     VIEW_AUDIT = "view_audit"
     RECONCILE = "reconcile"  # upload bills, explain differences: service-provider staff settle, merchants only look
+    INTEGRATIONS = "integrations"  # webhook endpoints and merchant API clients (provider and merchant admins)
 
 
 Role = StaffMembership.Role

@@ -67,12 +67,15 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # the schema viewer's assets, served locally (no CDN)
+    "oauth2_provider",  # the merchant API's client-credentials tokens (merchant_api)
     "portal",
     "payments",
     "sandbox",  # models always installed; URLs mounted only when SANDBOX_ENABLED allows
     "payscore",
     "members",
     "reconciliation",
+    "webhooks",
+    "merchant_api",
 ]
 
 MIDDLEWARE = [
@@ -325,6 +328,23 @@ RECONCILIATION_DOWNLOAD_TIMEOUT = env.float("RECONCILIATION_DOWNLOAD_TIMEOUT", d
 RECONCILIATION_RETRY_SECONDS = env.int("RECONCILIATION_RETRY_SECONDS", default=1800)
 RECONCILIATION_RETRY_MAX = env.int("RECONCILIATION_RETRY_MAX", default=24)
 RECONCILIATION_CUTOFF_GRACE_SECONDS = env.int("RECONCILIATION_CUTOFF_GRACE_SECONDS", default=120)
+
+# Webhooks to merchants' own systems (docs/webhooks.md). An event that is not answered 2xx is sent again after each
+# of these waits (WeChat Pay's own notification schedule: 15 s … 6 h, about 24 h in all), then marked failed.
+WEBHOOK_RETRY_SCHEDULE = [15, 15, 30, 180, 600, 1200, 1800, 1800, 1800, 3600, 10800, 10800, 10800, 21600, 21600]
+WEBHOOK_TIMEOUT = env.float("WEBHOOK_TIMEOUT", default=5.0)  # seconds for one POST, connecting included
+# Per worker process: POSTs in flight at once, and at most this many of them to one endpoint.
+WEBHOOK_SEND_THREADS = env.int("WEBHOOK_SEND_THREADS", default=32)
+WEBHOOK_ENDPOINT_CONCURRENCY = env.int("WEBHOOK_ENDPOINT_CONCURRENCY", default=4)
+# How long one delivery task keeps sending before it hands over (the beat starts another every 2 s).
+WEBHOOK_DRAIN_SECONDS = env.float("WEBHOOK_DRAIN_SECONDS", default=30.0)
+WEBHOOK_SECRET_OVERLAP_HOURS = env.int("WEBHOOK_SECRET_OVERLAP_HOURS", default=24)
+WEBHOOK_RETENTION_DAYS = env.int("WEBHOOK_RETENTION_DAYS", default=30)
+# Production endpoints must use https and must not point into private networks (the workers would call them).
+WEBHOOK_REQUIRE_HTTPS = env.bool("WEBHOOK_REQUIRE_HTTPS", default=IS_PRODUCTION)
+WEBHOOK_ALLOW_PRIVATE_ADDRESSES = env.bool("WEBHOOK_ALLOW_PRIVATE_ADDRESSES", default=not IS_PRODUCTION)
+CELERY_BEAT_SCHEDULE["webhooks-deliver"] = {"task": "webhooks.tasks.deliver", "schedule": 2.0}
+CELERY_BEAT_SCHEDULE["webhooks-prune"] = {"task": "webhooks.tasks.prune", "schedule": crontab(hour=4, minute=40)}
 
 # --- Upstreams ---
 # The built-in stand-in for WeChat Pay and UMF. Never on by accident in production: with DEBUG off it mounts only

@@ -5,6 +5,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from members import console_urls as member_console_urls
 from members import urls as member_urls
+from merchant_api import console_urls as merchant_api_console_urls
+from merchant_api import urls as merchant_api_urls
 from payments import console_urls as payment_console_urls
 from payments import urls as payment_urls
 from payscore import console_urls as payscore_console_urls
@@ -12,6 +14,7 @@ from payscore import urls as payscore_urls
 from portal import api, health, onboarding_urls, views
 from portal.schema import staff_only_unless_public
 from reconciliation import console_urls as reconciliation_console_urls
+from webhooks import console_urls as webhook_console_urls
 
 terminal_v1 = [
     path("heartbeat", api.HeartbeatApi.as_view(), name="heartbeat"),
@@ -29,6 +32,8 @@ console = [
     *member_console_urls.urlpatterns,
     *payscore_console_urls.urlpatterns,
     *reconciliation_console_urls.urlpatterns,
+    *webhook_console_urls.urlpatterns,
+    *merchant_api_console_urls.urlpatterns,
     path("login/", views.LoginView.as_view(), name="login"),
     path("logout/", views.LogoutView.as_view(), name="logout"),
     path("password/", views.PasswordChangeView.as_view(), name="password_change"),
@@ -41,6 +46,7 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("api/terminal/v1/", include((terminal_v1, "terminal"))),
     path("api/staff/v1/", include((payment_urls.staff_v1, "staff"))),
+    path("api/merchant/v1/", include((merchant_api_urls.v1, "merchant"))),
     path("notify/", include(([*payment_urls.notify, *payscore_urls.notify], "notify"))),
     # Public in development; in production for signed-in console staff only (API_SCHEMA_PUBLIC).
     path("api/schema/", staff_only_unless_public(SpectacularAPIView.as_view(), viewer=False), name="schema"),

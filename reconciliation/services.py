@@ -21,6 +21,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.db.models import Max, Q
 from django.utils import timezone
+from rest_framework.fields import DateTimeField
 
 from payments import channels
 from payments import services as payment_services
@@ -31,6 +32,8 @@ from payments.models import Payment, PaymentStatus, Refund
 from portal.errors import InvalidInput, InvalidState
 from portal.models import Merchant
 from portal.services import audit_record
+from webhooks.models import EventType
+from webhooks.services import event_emit
 
 from .models import Bill, CarriedOrder, DayResult, Difference, DifferenceKind
 
@@ -79,6 +82,25 @@ class DayReport:
 
     def as_json(self) -> dict[str, Any]:
         return {"merchant": self.merchant, "rows": self.rows, "matched": self.matched, "differences": self.differences}
+
+
+_datetime = DateTimeField()
+
+
+def difference_output(difference: Difference) -> dict[str, Any]:
+    """A difference as merchants' systems see it (webhook event data, the merchant API): amounts in fen."""
+    return {
+        "bill_date": difference.bill_date.isoformat(),
+        "kind": difference.kind,
+        "status": difference.status,
+        "out_trade_no": difference.out_trade_no,
+        "out_refund_no": difference.refund_no,
+        "transaction_id": difference.transaction_id,
+        "ours": difference.ours,
+        "theirs": difference.theirs,
+        "note": difference.note,
+        "created_at": _datetime.to_representation(difference.created_at) if difference.created_at else None,
+    }
 
 
 def day_bounds(bill_date: date) -> tuple[datetime, datetime]:
@@ -569,6 +591,11 @@ def _match(merchant: Merchant, bill_date: date, bill: Bill, *, rows, summary: We
         known.save()
     Difference.objects.bulk_create(created)
     for difference in created:
+        event_emit(
+            merchant=merchant,
+            type=EventType.RECONCILIATION_DIFFERENCE,
+            data=lambda difference=difference: difference_output(difference),
+        )
         if difference.kind == K.CHARGED_NOT_SUCCESSFUL:
             # Money at risk: the user was charged for an order we do not hold as paid. Logged at ERROR for the
             # operators' log alerting (the console's queue and dashboard show it too).

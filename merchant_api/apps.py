@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class MerchantApiConfig(AppConfig):
+    name = "merchant_api"
+    verbose_name = "Merchant API"

@@ -1,0 +1,3 @@
+"""Console pages for merchant API clients."""
+
+urlpatterns: list = []

@@ -1,0 +1,3 @@
+"""Console pages for webhook endpoints and their delivery log."""
+
+urlpatterns: list = []
