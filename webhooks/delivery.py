@@ -18,19 +18,21 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict, deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import reduce
+from operator import or_
 
-import httpx
+import urllib3
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from webhooks import signing
-from webhooks.models import WebhookAttempt, WebhookDelivery
+from webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from webhooks.services import signing_secrets
 
 logger = logging.getLogger(__name__)
@@ -38,8 +40,11 @@ logger = logging.getLogger(__name__)
 Status = WebhookDelivery.Status
 EXCERPT_BYTES = 500
 USER_AGENT = "facepay-webhooks/1"
+_PREFETCH = 8  # a healthy endpoint may have this many times its concurrency claimed ahead; a struggling one, none
+_SLOW_MS = 1000  # an answer slower than this makes its endpoint "struggling"
 _LEASE_MARGIN = 30.0
 _CLAIM_BATCH = 200
+_MAX_DRAINED = 64 * 1024  # bytes of an answer read past the excerpt to keep its connection
 _FLUSH_EVERY = 0.1  # seconds: answers are written in bulk at least this often
 _IDLE_LINGER = 1.0  # seconds a drain waits for new work before it ends (a kick within this is served at once)
 _running = threading.Lock()  # one drain per process; another task arriving meanwhile returns at once
@@ -50,6 +55,7 @@ class Claimed:
     delivery_id: int
     endpoint_id: int
     number: int
+    retry_step: int
     url: str
     event_id: str
     event_type: str
@@ -92,60 +98,71 @@ def _due(now: datetime, busy: set[int]):
         status=Status.PENDING,
         pk__lt=OuterRef("pk"),
     )
-    rows = WebhookDelivery.objects.filter(status=Status.PENDING, next_attempt_at__lte=now, endpoint__is_active=True)
+    rows = WebhookDelivery.objects.filter(status=Status.PENDING, next_attempt_at__lte=now)
     if busy:
         rows = rows.exclude(endpoint_id__in=busy)
+    # Ordered like the partial index webhook_delivery_due, so PostgreSQL walks it and stops at the limit instead of
+    # sorting every due row.
     return rows.filter(Q(order_key="") | ~Exists(earlier)).order_by("next_attempt_at", "pk")
 
 
+@dataclass(frozen=True)
+class _Target:
+    url: str
+    secrets: tuple[str, ...]
+
+
+def _targets(endpoint_ids: set[int], now: datetime) -> dict[int, _Target]:
+    """URL and signing secrets of the active ones among `endpoint_ids` (read fresh on every claim, so an edit, a
+    rotation or a switch-off applies to the next attempt)."""
+    return {
+        endpoint.pk: _Target(endpoint.url, tuple(signing_secrets(endpoint, now)))
+        for endpoint in WebhookEndpoint.objects.filter(pk__in=endpoint_ids, is_active=True)
+    }
+
+
+def lease_seconds() -> float:
+    """How long a claimed delivery is left alone: long enough for every row an endpoint has claimed to be sent even
+    if it turns slow just after the claim. A worker killed mid-send delays its deliveries by this much."""
+    return settings.WEBHOOK_TIMEOUT * (_PREFETCH + 1) + _LEASE_MARGIN
+
+
 def claim(*, limit: int, room: dict[int, int] | None = None, busy: set[int] = frozenset()) -> list[Claimed]:
-    """Lease up to `limit` due deliveries; `room`: how many more each endpoint may take now (default: the per-
-    endpoint bound), `busy`: endpoints that may take none."""
+    """Lease up to `limit` due deliveries of active endpoints; `room`: how many more each endpoint may take now
+    (default: its concurrency times the prefetch), `busy`: endpoints that may take none."""
     now = _now()
-    lease = now + timedelta(seconds=settings.WEBHOOK_TIMEOUT + _LEASE_MARGIN)
+    lease = now + timedelta(seconds=lease_seconds())
     room = dict(room or {})
-    claimed: list[Claimed] = []
     with transaction.atomic():
-        rows = (
-            _due(now, set(busy))
-            .select_for_update(skip_locked=True, of=("self",))
-            .select_related("event", "endpoint")[:limit]
+        rows = list(
+            _due(now, set(busy)).select_for_update(skip_locked=True, of=("self",)).select_related("event")[:limit]
         )
+        targets = _targets({row.endpoint_id for row in rows}, now)
         taken = []
         for row in rows:
-            left = room.get(row.endpoint_id, settings.WEBHOOK_ENDPOINT_CONCURRENCY)
-            if left <= 0:
-                continue
+            left = room.get(row.endpoint_id, settings.WEBHOOK_ENDPOINT_CONCURRENCY * _PREFETCH)
+            if left <= 0 or row.endpoint_id not in targets:
+                continue  # the endpoint is full (or switched off): the row stays due, untouched
             room[row.endpoint_id] = left - 1
             taken.append(row)
-        if not taken:
-            return []
-        secrets_of: dict[int, tuple[str, ...]] = {}
-        params = []
-        for row in taken:
-            if row.endpoint_id not in secrets_of:
-                secrets_of[row.endpoint_id] = tuple(signing_secrets(row.endpoint, now))
-            number = row.attempts + 1
-            params.append((number, lease, now, row.pk))
-            claimed.append(
-                Claimed(
-                    delivery_id=row.pk,
-                    endpoint_id=row.endpoint_id,
-                    number=number,
-                    url=row.endpoint.url,
-                    event_id=row.event.event_id,
-                    event_type=row.event.type,
-                    body=row.event.body.encode("utf-8"),
-                    secrets=secrets_of[row.endpoint_id],
-                )
+        if taken:
+            WebhookDelivery.objects.filter(pk__in=[row.pk for row in taken]).update(
+                attempts=F("attempts") + 1, next_attempt_at=lease, last_attempt_at=now
             )
-        table = WebhookDelivery._meta.db_table
-        with connection.cursor() as cursor:
-            cursor.executemany(
-                f"UPDATE {table} SET attempts = %s, next_attempt_at = %s, last_attempt_at = %s WHERE id = %s",
-                params,
-            )
-    return claimed
+    return [
+        Claimed(
+            delivery_id=row.pk,
+            endpoint_id=row.endpoint_id,
+            number=row.attempts + 1,  # the row was locked: the UPDATE above made it exactly this
+            retry_step=row.retry_step,  # a PENDING row's step changes only through its attempts' answers
+            url=targets[row.endpoint_id].url,
+            event_id=row.event.event_id,
+            event_type=row.event.type,
+            body=row.event.body.encode("utf-8"),
+            secrets=targets[row.endpoint_id].secrets,
+        )
+        for row in taken
+    ]
 
 
 def headers_for(claim: Claimed, timestamp: int) -> dict[str, str]:
@@ -160,24 +177,26 @@ def headers_for(claim: Claimed, timestamp: int) -> dict[str, str]:
     }
 
 
-def post(client: httpx.Client, claim: Claimed) -> Sent:
+def post(pool: urllib3.PoolManager, claim: Claimed) -> Sent:
     """One POST. Never raises: a network failure is recorded as the attempt's error."""
     started = _now()
     headers = headers_for(claim, int(time.time()))
     sent = Sent(claim=claim, started_at=started, headers=headers)
     clock = time.perf_counter()
     try:
-        with client.stream("POST", claim.url, content=claim.body, headers=headers) as response:
-            sent.status_code = response.status_code
-            head = b""
-            for chunk in response.iter_bytes():
-                head += chunk
-                if len(head) >= EXCERPT_BYTES:
-                    break
-            sent.excerpt = head[:EXCERPT_BYTES].decode("utf-8", "replace")
-    except httpx.TimeoutException:
+        response = pool.request("POST", claim.url, body=claim.body, headers=headers, preload_content=False)
+        try:
+            sent.status_code = response.status
+            sent.excerpt = response.read(EXCERPT_BYTES).decode("utf-8", "replace")
+            # Keep the connection for the next POST when the rest of the answer is short; otherwise drop it.
+            rest = response.read(_MAX_DRAINED + 1)
+            if len(rest) > _MAX_DRAINED:
+                response.close()
+        finally:
+            response.release_conn()
+    except urllib3.exceptions.TimeoutError:
         sent.error = "timeout"
-    except httpx.HTTPError as exc:
+    except urllib3.exceptions.HTTPError as exc:
         sent.error = f"{type(exc).__name__}: {exc}"[:200]
     except Exception as exc:  # noqa: BLE001 - whatever happens to one POST is that attempt's failure
         logger.exception("webhook POST to endpoint %s raised", claim.endpoint_id)
@@ -199,25 +218,23 @@ def record(results: list[Sent]) -> None:
         if sent.ok:
             delivered.append((code, now, sent.claim.delivery_id, sent.claim.number))
         else:
-            retried.append((code, error[:200], sent.claim.delivery_id, sent.claim.number))
+            retried.append((code, error[:200], sent.claim.delivery_id, sent.claim.number, sent.claim.retry_step))
     table = WebhookDelivery._meta.db_table
     with transaction.atomic():
         with connection.cursor() as cursor:
-            if delivered:
-                cursor.executemany(
-                    f"UPDATE {table} SET status = 'DELIVERED', next_attempt_at = NULL, last_status_code = %s, "
-                    f"last_error = '', delivered_at = %s WHERE id = %s AND attempts = %s AND status = 'PENDING'",
-                    delivered,
+            for code in {row[0] for row in delivered}:
+                # One statement per answer code (nearly always one): each row only if it still carries this attempt.
+                attempt_of = reduce(or_, (Q(pk=pk, attempts=number) for c, _, pk, number in delivered if c == code))
+                WebhookDelivery.objects.filter(attempt_of, status=Status.PENDING).update(
+                    status=Status.DELIVERED,
+                    next_attempt_at=None,
+                    last_status_code=code,
+                    last_error="",
+                    delivered_at=now,
                 )
             if retried:
-                # The next wait depends on the row's retry_step: read it under the lock, then write each.
-                ids = [row[2] for row in retried]
-                steps = dict(
-                    WebhookDelivery.objects.select_for_update().filter(pk__in=ids).values_list("pk", "retry_step")
-                )
                 params = []
-                for code, error, pk, number in retried:
-                    step = steps.get(pk, 0)
+                for code, error, pk, number, step in retried:
                     if step >= len(schedule):
                         params.append(("FAILED", None, step, code, error, pk, number))
                     else:
@@ -243,17 +260,18 @@ def record(results: list[Sent]) -> None:
         )
 
 
-def new_client() -> httpx.Client:
-    threads = settings.WEBHOOK_SEND_THREADS
-    return httpx.Client(
-        timeout=httpx.Timeout(settings.WEBHOOK_TIMEOUT),
-        follow_redirects=False,
-        limits=httpx.Limits(max_connections=threads, max_keepalive_connections=threads),
-        trust_env=False,
+def new_client() -> urllib3.PoolManager:
+    """Connections kept open per host (as many as POSTs may be in flight), no retries and no redirects: a 3xx is an
+    answer that is not 2xx, and every retry is the schedule's."""
+    return urllib3.PoolManager(
+        num_pools=256,
+        maxsize=settings.WEBHOOK_SEND_THREADS,
+        timeout=urllib3.Timeout(connect=settings.WEBHOOK_TIMEOUT, read=settings.WEBHOOK_TIMEOUT),
+        retries=False,  # also: a redirect is returned as the answer, not followed
     )
 
 
-def drain(*, budget: float | None = None, client: httpx.Client | None = None) -> DrainResult | None:
+def drain(*, budget: float | None = None, client: urllib3.PoolManager | None = None) -> DrainResult | None:
     """Send what is due, and what becomes due, for up to `budget` seconds (WEBHOOK_DRAIN_SECONDS); then finish the
     POSTs in flight and return. None when another drain already runs in this process."""
     if not _running.acquire(blocking=False):
@@ -265,45 +283,61 @@ def drain(*, budget: float | None = None, client: httpx.Client | None = None) ->
             return _drain(client, settings.WEBHOOK_DRAIN_SECONDS if budget is None else budget)
         finally:
             if own_client:
-                client.close()
+                client.clear()
     finally:
         _running.release()
 
 
-def _drain(client: httpx.Client, budget: float) -> DrainResult:
+def _drain(client: urllib3.PoolManager, budget: float) -> DrainResult:
     threads = settings.WEBHOOK_SEND_THREADS
     per_endpoint = settings.WEBHOOK_ENDPOINT_CONCURRENCY
     result = DrainResult()
     started = time.monotonic()
     deadline = started + budget
+    queued: dict[int, deque[Claimed]] = defaultdict(deque)  # claimed, waiting for one of the endpoint's slots
+    held: Counter = Counter()  # claimed and not yet answered, per endpoint
+    running: Counter = Counter()  # POSTs in flight, per endpoint
+    struggling: set[int] = set()  # endpoints whose last answer failed or was slow: claimed one slot-load at a time
     inflight: dict[Future, Claimed] = {}
-    load: Counter = Counter()
     finished: list[Sent] = []
     flushed_at = last_work = time.monotonic()
     claim_next = 0.0
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="webhook") as pool:
         while True:
             moment = time.monotonic()
-            room = threads - len(inflight)
-            if moment < deadline and room > threads // 4 and moment >= claim_next:
-                busy = {pk for pk, n in load.items() if n >= per_endpoint}
-                fresh = claim(limit=min(_CLAIM_BATCH, room), room={pk: per_endpoint - n for pk, n in load.items()},
-                              busy=busy)  # fmt: skip
+            room = threads * _PREFETCH - sum(held.values())
+            if moment < deadline and room >= threads and moment >= claim_next:
+                depth = {
+                    pk: (per_endpoint if pk in struggling else per_endpoint * _PREFETCH) - n for pk, n in held.items()
+                }
+                limit = min(_CLAIM_BATCH, room)
+                fresh = claim(limit=limit, room=depth, busy={pk for pk, n in depth.items() if n <= 0})
                 for item in fresh:
-                    inflight[pool.submit(post, client, item)] = item
-                    load[item.endpoint_id] += 1
+                    queued[item.endpoint_id].append(item)
+                    held[item.endpoint_id] += 1
                 if fresh:
                     last_work = moment
-                # Nothing claimable: look again shortly, not on every loop.
-                claim_next = moment if len(fresh) >= min(_CLAIM_BATCH, room) else moment + 0.05
+                # Nothing (more) claimable: look again shortly, not on every loop.
+                claim_next = moment if len(fresh) >= limit else moment + 0.05
+            for pk in [pk for pk, waiting in queued.items() if waiting]:
+                while queued[pk] and running[pk] < per_endpoint and len(inflight) < threads:
+                    item = queued[pk].popleft()
+                    inflight[pool.submit(post, client, item)] = item
+                    running[pk] += 1
             if inflight:
                 done, _ = wait(list(inflight), timeout=0.05, return_when=FIRST_COMPLETED)
                 for future in done:
                     item = inflight.pop(future)
-                    load[item.endpoint_id] -= 1
-                    if not load[item.endpoint_id]:
-                        del load[item.endpoint_id]
-                    finished.append(future.result())
+                    sent = future.result()
+                    running[item.endpoint_id] -= 1
+                    held[item.endpoint_id] -= 1
+                    if not held[item.endpoint_id]:
+                        del held[item.endpoint_id], running[item.endpoint_id], queued[item.endpoint_id]
+                    if sent.ok and sent.latency_ms < _SLOW_MS:
+                        struggling.discard(item.endpoint_id)
+                    else:
+                        struggling.add(item.endpoint_id)
+                    finished.append(sent)
                 last_work = time.monotonic()
             elif moment >= deadline or moment - last_work >= _IDLE_LINGER:
                 break

@@ -116,7 +116,7 @@ class WebhookDelivery(models.Model):
         ]
         indexes = [
             # What is due (the workers' claim) and what must go first (an earlier pending event with the same key).
-            models.Index(fields=["next_attempt_at"], condition=Q(status="PENDING"), name="webhook_delivery_due"),
+            models.Index(fields=["next_attempt_at", "id"], condition=Q(status="PENDING"), name="webhook_delivery_due"),
             models.Index(
                 fields=["endpoint", "order_key", "id"], condition=Q(status="PENDING"), name="webhook_delivery_order"
             ),

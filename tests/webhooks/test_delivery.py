@@ -177,7 +177,7 @@ def test_a_killed_worker_leaves_a_lease_and_the_event_is_sent_again_once_it_runs
     [first] = delivery.claim(limit=10)  # claimed, then the worker dies before (or after) sending
     assert delivery.claim(limit=10) == []  # leased: nobody else takes it meanwhile
 
-    later = timezone.now() + timedelta(seconds=delivery.settings.WEBHOOK_TIMEOUT + 31)
+    later = timezone.now() + timedelta(seconds=delivery.lease_seconds() + 1)
     monkeypatch.setattr(delivery, "_now", lambda: later)
     [second] = delivery.claim(limit=10)
     assert second.delivery_id == first.delivery_id and second.number == first.number + 1
