@@ -200,8 +200,11 @@ def _latest(merchant: Merchant, bill_date: date) -> Bill | None:
 
 
 def _lock(merchant: Merchant) -> None:
-    """One run per merchant at a time: a day's bill versions and differences are decided under this row lock."""
-    Merchant.objects.select_for_update().filter(pk=merchant.pk).first()
+    """One run per merchant at a time: a day's bill versions and differences are decided under this row lock. The
+    merchant's webhook subscriptions are taken from the locked row (the caller's copy may predate an endpoint)."""
+    locked = Merchant.objects.select_for_update().filter(pk=merchant.pk).values("webhook_event_types").first()
+    if locked is not None:
+        merchant.webhook_event_types = locked["webhook_event_types"]
 
 
 def _import_and_match(merchant: Merchant, bill_date: date, content: bytes, source: str) -> DayReport:
