@@ -138,13 +138,18 @@ def claim(*, limit: int, room: dict[int, int] | None = None, busy: set[int] = fr
             _due(now, set(busy)).select_for_update(skip_locked=True, of=("self",)).select_related("event")[:limit]
         )
         targets = _targets({row.endpoint_id for row in rows}, now)
-        taken = []
+        taken, parked = [], []
         for row in rows:
+            if row.endpoint_id not in targets:
+                parked.append(row.pk)  # switched off while it was in flight
+                continue
             left = room.get(row.endpoint_id, settings.WEBHOOK_ENDPOINT_CONCURRENCY * _PREFETCH)
-            if left <= 0 or row.endpoint_id not in targets:
-                continue  # the endpoint is full (or switched off): the row stays due, untouched
+            if left <= 0:
+                continue  # the endpoint has enough claimed: the row stays due, untouched
             room[row.endpoint_id] = left - 1
             taken.append(row)
+        if parked:
+            WebhookDelivery.objects.filter(pk__in=parked).update(next_attempt_at=None)
         if taken:
             WebhookDelivery.objects.filter(pk__in=[row.pk for row in taken]).update(
                 attempts=F("attempts") + 1, next_attempt_at=lease, last_attempt_at=now

@@ -181,6 +181,13 @@ def endpoint_update(
         )  # fmt: skip
         endpoint.save()
         _subscriptions_changed(endpoint.merchant_id)
+        # What waits for a switched-off endpoint is not due (so the workers' claims never wade through it); switched
+        # on again, it is due at once.
+        pending = WebhookDelivery.objects.filter(endpoint=endpoint, status=WebhookDelivery.Status.PENDING)
+        if before["is_active"] and not is_active:
+            pending.update(next_attempt_at=None)
+        elif is_active and not before["is_active"]:
+            pending.filter(next_attempt_at__isnull=True).update(next_attempt_at=_now())
         after = {"url": url, "events": events, "is_active": is_active}
         changed = {key: {"from": before[key], "to": after[key]} for key in after if before[key] != after[key]}
         audit_record(

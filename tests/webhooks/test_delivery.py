@@ -322,3 +322,24 @@ def test_a_refused_payment_sends_payment_failed_with_the_channels_reason(shop, r
     event = json.loads(request.body)
     assert event["type"] == "payment.failed"
     assert event["data"]["err_code"] == "NOTENOUGH" and event["data"] == order
+
+
+def test_a_switched_off_endpoint_waits_without_blocking_the_others_and_resumes_when_switched_on(receiver, db):
+    merchant = MerchantFactory()
+    off, _ = endpoint_for(merchant, receiver.url + "/off", events=["payment.failed"])
+    merchant.refresh_from_db()
+    for number in range(30):
+        services.event_emit(merchant=merchant, type="payment.failed", data=lambda number=number: {"n": number})
+    services.endpoint_update(endpoint=off, url=off.url, events=off.events, description="", is_active=False, user=None)
+    on, _ = endpoint_for(merchant, receiver.url + "/on", events=["payment.failed"])
+    merchant.refresh_from_db()
+    services.event_emit(merchant=merchant, type="payment.failed", data=lambda: {"n": "later"})
+
+    # The 30 older rows of the switched-off endpoint come first in due order; a claim of 5 still finds the other's.
+    [claimed] = delivery.claim(limit=5)
+    assert claimed.endpoint_id == on.pk
+    assert not WebhookDelivery.objects.filter(endpoint=off, next_attempt_at__isnull=False).exists()
+
+    services.endpoint_update(endpoint=off, url=off.url, events=off.events, description="", is_active=True, user=None)
+    deliver()
+    assert len([r for r in receiver.received if r.path.endswith("/off")]) == 30
