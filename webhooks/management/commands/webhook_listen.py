@@ -26,7 +26,11 @@ class Command(BaseCommand):
         secrets = secret or [value for value in [os.environ.get("WEBHOOK_SECRET", "")] if value]
         if not secrets:
             raise CommandError("Give the endpoint's signing secret with --secret (or WEBHOOK_SECRET).")
-        server = make_server(host, port, secrets, lambda line: self.stdout.write(line), tolerance=tolerance)
+        def write(line: str) -> None:
+            self.stdout.write(line)
+            self.stdout.flush()  # shown at once, also when the output is a file or a pipe
+
+        server = make_server(host, port, secrets, write, tolerance=tolerance)
         self.stdout.write(f"Listening on http://{host}:{server.server_address[1]}/ — Ctrl-C stops.")
         try:
             server.serve_forever()
