@@ -177,6 +177,7 @@ class PaymentEvent(models.Model):
         WORKER = "WORKER", _("Worker")
         STAFF = "STAFF", _("Staff")
         NOTIFICATION = "NOTIFICATION", _("Upstream notification")
+        API = "API", _("Merchant API client")
 
     payment = models.ForeignKey(Payment, on_delete=models.CASCADE, related_name="events")
     refund = models.ForeignKey(Refund, null=True, blank=True, on_delete=models.CASCADE, related_name="events")

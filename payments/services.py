@@ -641,9 +641,11 @@ def refund_create(
     user: AbstractBaseUser | None,
     actor_label: str = "",
     request_key: str = "",
+    actor: str = "",
 ) -> Refund:
     """Reserve the amount under the payment's row lock, so concurrent refunds can never exceed what was paid.
 
+    `actor`: who asked, for the payment's timeline (default: staff when a user or label is given).
     `request_key`: the requester's key for this refund (the console's confirmation form, an API client's retry). The
     same key on the same payment returns the refund it created — a double click or a retried request never refunds
     twice; with a different amount it is a conflict. Settled under the row lock, backed by a unique constraint."""
@@ -698,7 +700,7 @@ def refund_create(
         _event(
             payment,
             "refund.created",
-            actor=Actor.STAFF if user or actor_label else Actor.WORKER,
+            actor=actor or (Actor.STAFF if user or actor_label else Actor.WORKER),
             refund=refund,
             user=user,
             message=f"{kind} {refund_fee} fen: {reason}"[:255],

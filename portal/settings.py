@@ -230,15 +230,43 @@ REST_FRAMEWORK = {
         "device": env.str("TERMINAL_THROTTLE_RATE", default="120/min"),
     },
 }
+# The merchant API (docs/merchant-api.md): merchants' own servers get access tokens with the OAuth2 client-credentials
+# grant (django-oauth-toolkit). Client secrets are stored hashed, access tokens as SHA-256 checksums only, tokens
+# travel in the Authorization header only, and every RFC 9700 gate is on, so the grants the API does not use
+# (implicit, password) are refused even for an application made by hand in the admin.
+OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth2_provider.Application"  # named so migrations can refer to it
+OAUTH2_PROVIDER = {
+    "ACCESS_TOKEN_EXPIRE_SECONDS": env.int("MERCHANT_API_TOKEN_SECONDS", default=3600),
+    "SCOPES": {"merchant": "The client's own merchant: payments, refunds, reconciliation differences."},
+    "DEFAULT_SCOPES": ["merchant"],
+    "ALLOWED_REDIRECT_URI_SCHEMES": ["https"],
+    "REFRESH_TOKEN_REUSE_PROTECTION": True,
+    "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,
+    "COMPLIANT_BCP_RFC9700_ACCESS_TOKEN_TRANSPORT": True,
+    "COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS": True,
+    "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": True,
+    "COMPLIANT_BCP_RFC9700_REFRESH_TOKEN": True,
+    "COMPLIANT_BCP_RFC9700_REDIRECT_URI_SCHEME": True,
+    "COMPLIANT_BCP_RFC9700_REDIRECT_URI_MATCHING": True,
+    "COMPLIANT_BCP_RFC9700_PKCE_REQUIRED": True,
+}
+# Requests per API client (all its tokens together), and token requests per client address (each one checks a secret
+# against its deliberately slow hash, so this bounds both guessing and the load of it).
+MERCHANT_API_THROTTLE_RATE = env.str("MERCHANT_API_THROTTLE_RATE", default="600/min")
+MERCHANT_API_TOKEN_THROTTLE_RATE = env.str("MERCHANT_API_TOKEN_THROTTLE_RATE", default="30/min")
 # /api/schema/ and its viewers: open to anyone in development; in production only to signed-in console staff
 # (the schema maps every endpoint and error code of the API).
 API_SCHEMA_PUBLIC = env.bool("API_SCHEMA_PUBLIC", default=not IS_PRODUCTION)
 SPECTACULAR_SETTINGS = {
-    "TITLE": "Face-pay terminal API",
+    "TITLE": "Face-pay terminal and merchant API",
     "DESCRIPTION": (
-        "Device-signed API for WeChat face-pay terminals. Every request carries "
+        "The terminal API (tag terminal) is device-signed: every request carries "
         '`Authorization: TERMINAL-HMAC-SHA256 device="…",timestamp="…",nonce="…",signature="…"`; '
-        "see the README for the signing scheme."
+        "see the README for the signing scheme. The merchant API (tag merchant, /api/merchant/v1/) is for a "
+        "merchant's own servers: an OAuth2 client-credentials token from /api/merchant/v1/oauth/token, sent as "
+        "`Authorization: Bearer …` (docs/merchant-api.md)."
     ),
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
@@ -345,6 +373,10 @@ WEBHOOK_REQUIRE_HTTPS = env.bool("WEBHOOK_REQUIRE_HTTPS", default=IS_PRODUCTION)
 WEBHOOK_ALLOW_PRIVATE_ADDRESSES = env.bool("WEBHOOK_ALLOW_PRIVATE_ADDRESSES", default=not IS_PRODUCTION)
 CELERY_BEAT_SCHEDULE["webhooks-deliver"] = {"task": "webhooks.tasks.deliver", "schedule": 2.0}
 CELERY_BEAT_SCHEDULE["webhooks-prune"] = {"task": "webhooks.tasks.prune", "schedule": crontab(hour=4, minute=40)}
+CELERY_BEAT_SCHEDULE["merchant-api-clear-tokens"] = {
+    "task": "merchant_api.tasks.clear_expired_tokens",
+    "schedule": crontab(hour=4, minute=50),
+}
 
 # --- Upstreams ---
 # The built-in stand-in for WeChat Pay and UMF. Never on by accident in production: with DEBUG off it mounts only
