@@ -26,6 +26,7 @@ class Command(BaseCommand):
         secrets = secret or [value for value in [os.environ.get("WEBHOOK_SECRET", "")] if value]
         if not secrets:
             raise CommandError("Give the endpoint's signing secret with --secret (or WEBHOOK_SECRET).")
+
         def write(line: str) -> None:
             self.stdout.write(line)
             self.stdout.flush()  # shown at once, also when the output is a file or a pipe
