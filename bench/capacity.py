@@ -384,6 +384,21 @@ class Console:
         answer = self.request("POST", "/login/", data=data)
         if answer.status_code != 302 or "sessionid" not in self.cookies:
             raise RuntimeError(f"console sign-in as {username} failed: HTTP {answer.status_code}")
+        home = self.get("/")
+        if "two-factor" in home.headers.get("location", ""):
+            # The demo's logins have an authenticator enrolled with the published demo key: the second step.
+            from django_otp.oath import totp
+
+            from sandbox.management.commands.seed_demo import DEMO_TOTP_KEY
+
+            step_path = home.headers["location"]
+            step = self.get(step_path)
+            token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', step.text)
+            code = f"{totp(bytes.fromhex(DEMO_TOTP_KEY)):06d}"
+            data = {"code": code, "csrfmiddlewaretoken": token.group(1) if token else ""}
+            answer = self.request("POST", step_path, data=data)
+            if answer.status_code != 302 or "two-factor" in answer.headers.get("location", ""):
+                raise RuntimeError(f"console second factor for {username} failed: HTTP {answer.status_code}")
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         headers = {"Cookie": "; ".join(f"{name}={value}" for name, value in self.cookies.items())}

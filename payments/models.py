@@ -109,7 +109,17 @@ class Payment(models.Model):
                 name="payment_unique_transaction_id",
             ),
         ]
-        indexes = [models.Index(fields=["merchant", "status", "created_at"])]
+        indexes = [
+            models.Index(fields=["merchant", "status", "created_at"]),
+            # The console's prefix search (startswith) on order numbers and channel ids: pattern indexes on
+            # PostgreSQL (a plain index does not serve LIKE 'x%' under a non-C collation).
+            models.Index(
+                fields=["out_trade_no"], opclasses=["varchar_pattern_ops"], name="payment_out_trade_no_prefix"
+            ),
+            models.Index(
+                fields=["transaction_id"], opclasses=["varchar_pattern_ops"], name="payment_transaction_id_prefix"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.out_trade_no} {self.total_fee} {self.status}"
@@ -163,6 +173,12 @@ class Refund(models.Model):
             models.UniqueConstraint(
                 fields=["payment", "request_key"], condition=~Q(request_key=""), name="refund_request_key_once"
             ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["out_refund_no"], opclasses=["varchar_pattern_ops"], name="refund_out_refund_no_prefix"
+            ),
+            models.Index(fields=["created_at"], name="refund_created_at"),
         ]
 
     def __str__(self) -> str:

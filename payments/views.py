@@ -1,104 +1,261 @@
-"""Console pages for payments: list with filters and CSV, detail with the event timeline, and staff actions.
-Every query is scoped (`payments_visible_to`); every action checks the role and goes through a service."""
+"""Console pages for payments: the payments and refunds lists with their filters, totals and exports, the
+attention queue, a payment's detail with the event timeline, and staff actions. Every query is scoped
+(`payments_visible_to`, `refunds_visible_to`); every action checks the role and goes through a service."""
 
 from __future__ import annotations
 
-import csv
 import secrets
+from datetime import timedelta
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
-from django.http import StreamingHttpResponse
+from django.core.paginator import Page, Paginator
+from django.http import HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, pgettext_lazy
 from django.views.decorators.http import require_POST
 
 from payments import selectors, services
 from payments.models import Payment, PaymentStatus, Refund
 from portal.errors import DomainError
-from portal.exports import Echo, spreadsheet_cell
+from portal.exports import china_time, csv_response, xlsx_response, yuan
 from portal.models import Merchant
 from portal.money import yuan_to_fen
 from portal.permissions import Action, require
-from portal.selectors import devices_visible_to, stores_visible_to
+
+PAGE_SIZE = 50
+EXPORT_CHUNK = 2000  # rows fetched from the database at a time while an export is written
 
 
 def _payment(request, pk: int) -> Payment:
     return get_object_or_404(selectors.payments_visible_to(request.user), pk=pk)
 
 
+def _page(request, queryset, count: int) -> Page:
+    """A page of the list; the number of rows is the totals' count (no second COUNT over the filtered set)."""
+    paginator = Paginator(queryset, PAGE_SIZE)
+    paginator.count = count
+    return paginator.get_page(request.GET.get("page"))
+
+
+def _filter_context(request, filters: selectors.ListFilters, *, devices: bool) -> dict:
+    """What a list's filter form needs: the merchant select (provider staff), the store and device selects, the
+    values as typed, and what was wrong with them."""
+    stores, device_choices = selectors.place_choices(request.user, filters, request.GET)
+    return {
+        "filters": request.GET,
+        "errors": filters.errors,
+        "show_merchant": selectors.sees_many_merchants(request.user),
+        "merchants": selectors.merchant_choices(request.user, filters, request.GET),
+        "stores": stores,
+        "devices": device_choices if devices else None,
+        "with_devices": devices,
+    }
+
+
 @login_required
 def payment_list(request):
-    queryset = selectors.filter_payments(selectors.payments_visible_to(request.user), request.GET)
-    page = Paginator(queryset, 50).get_page(request.GET.get("page"))
-    query = request.GET.copy()
-    query.pop("page", None)
+    filters = selectors.parse_filters(request.user, request.GET, choices=selectors.PAYMENT_CHOICES)
+    context = {
+        **_filter_context(request, filters, devices=True),
+        "statuses": PaymentStatus.choices,
+        "channels": Merchant.Channel.choices,
+        "methods": Payment.Method.choices,
+    }
+    if not filters.errors:
+        payments = selectors.filter_payments(selectors.payments_visible_to(request.user), filters)
+        totals = selectors.payment_totals(payments)
+        context.update(totals=totals, page=_page(request, payments, totals["count"]))
+    return render(request, "payments/list.html", context, status=400 if filters.errors else 200)
+
+
+@login_required
+def refund_list(request):
+    require(request.user, Action.VIEW)
+    filters = selectors.parse_filters(request.user, request.GET, choices=selectors.REFUND_CHOICES)
+    context = {
+        **_filter_context(request, filters, devices=False),
+        "statuses": Refund.Status.choices,
+        "kinds": Refund.Kind.choices,
+    }
+    if not filters.errors:
+        refunds = selectors.filter_refunds(selectors.refunds_visible_to(request.user), filters)
+        totals = selectors.refund_totals(refunds)
+        context.update(totals=totals, page=_page(request, refunds, totals["count"]))
+    return render(request, "payments/refund_list.html", context, status=400 if filters.errors else 200)
+
+
+@login_required
+def filter_places(request):
+    """HTMX: the store (and, for the payments list, device) selects of the merchant or store just chosen."""
+    filters = selectors.parse_filters(request.user, request.GET, choices={})
+    with_devices = request.GET.get("with_devices") == "1"
+    stores, devices = selectors.place_choices(request.user, filters, request.GET)
     return render(
         request,
-        "payments/list.html",
+        "payments/_places.html",
+        {"stores": stores, "devices": devices if with_devices else None, "with_devices": with_devices},
+    )
+
+
+def age_text(waited: timedelta) -> str:
+    """How long something has waited, to the minute: "3 d 4 h", "2 h 15 min", "5 min" (in the console's words)."""
+    minutes = max(waited // timedelta(minutes=1), 0)
+    days, minutes = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(minutes, 60)
+    if days:
+        return _("%(days)d d %(hours)d h") % {"days": days, "hours": hours}
+    if hours:
+        return _("%(hours)d h %(minutes)d min") % {"hours": hours, "minutes": minutes}
+    return _("%(minutes)d min") % {"minutes": minutes}
+
+
+@login_required
+def attention_list(request):
+    require(request.user, Action.VIEW)
+    queue = selectors.attention_queue(request.user)
+    now = timezone.now()
+    return render(
+        request,
+        "payments/attention.html",
         {
-            "page": page,
-            "query": query.urlencode(),
-            "filters": request.GET,
-            "statuses": PaymentStatus.choices,
-            "channels": Merchant.Channel.choices,
-            "methods": Payment.Method.choices,
-            "stores": stores_visible_to(request.user),
-            "devices": devices_visible_to(request.user),
+            **queue,
+            "payment_rows": [(p, age_text(now - p.created_at)) for p in queue["payments"]],
+            "refund_rows": [(r, age_text(now - r.created_at)) for r in queue["refunds"]],
+            "show_merchant": selectors.sees_many_merchants(request.user),
         },
+    )
+
+
+# --- exports -----------------------------------------------------------------------------------------------------
+# Headers and names in the console's language (Chinese unless English is chosen), amounts in yuan, times in China
+# time, ids as text. XLSX is the export to open in Excel: its id cells are text; a CSV opened by double-click may
+# show a long order number as 4.2E+27.
+
+
+MERCHANT_COLUMN = pgettext_lazy("export column", "Merchant")  # left out for a merchant's own staff
+PAYMENT_COLUMNS = [
+    (pgettext_lazy("export column", "Order no."), lambda p, names: p.out_trade_no),
+    (pgettext_lazy("export column", "Created (China time)"), lambda p, names: china_time(p.created_at)),
+    (pgettext_lazy("export column", "Paid (China time)"), lambda p, names: china_time(p.paid_at)),
+    (pgettext_lazy("export column", "Status"), lambda p, names: names["status"][p.status]),
+    (pgettext_lazy("export column", "Amount (yuan)"), lambda p, names: yuan(p.total_fee)),
+    (pgettext_lazy("export column", "Refunded (yuan)"), lambda p, names: yuan(p.refunded_fee)),
+    (pgettext_lazy("export column", "Channel"), lambda p, names: names["channel"][p.channel]),
+    (pgettext_lazy("export column", "Method"), lambda p, names: names["method"][p.method]),
+    (pgettext_lazy("export column", "Wallet"), lambda p, names: names["wallet"][p.wallet]),
+    (MERCHANT_COLUMN, lambda p, names: p.merchant.name),
+    (pgettext_lazy("export column", "Store id"), lambda p, names: p.store.store_id),
+    (pgettext_lazy("export column", "Store"), lambda p, names: p.store.name),
+    (pgettext_lazy("export column", "Device"), lambda p, names: p.device.device_id if p.device else None),
+    (pgettext_lazy("export column", "Transaction id"), lambda p, names: p.transaction_id),
+    (pgettext_lazy("export column", "Wallet transaction id"), lambda p, names: p.wallet_transaction_id),
+    (pgettext_lazy("export column", "openid"), lambda p, names: p.openid),
+    (pgettext_lazy("export column", "Error code"), lambda p, names: p.err_code),
+]
+
+REFUND_COLUMNS = [
+    (pgettext_lazy("export column", "Refund no."), lambda r, names: r.out_refund_no),
+    (pgettext_lazy("export column", "Order no."), lambda r, names: r.payment.out_trade_no),
+    (pgettext_lazy("export column", "Channel refund id"), lambda r, names: r.refund_id),
+    (pgettext_lazy("export column", "Transaction id"), lambda r, names: r.payment.transaction_id),
+    (MERCHANT_COLUMN, lambda r, names: r.payment.merchant.name),
+    (pgettext_lazy("export column", "Store id"), lambda r, names: r.payment.store.store_id),
+    (pgettext_lazy("export column", "Store"), lambda r, names: r.payment.store.name),
+    (pgettext_lazy("export column", "Refund amount (yuan)"), lambda r, names: yuan(r.refund_fee)),
+    (pgettext_lazy("export column", "Kind"), lambda r, names: names["kind"][r.kind]),
+    (pgettext_lazy("export column", "Status"), lambda r, names: names["status"][r.status]),
+    (pgettext_lazy("export column", "Reason"), lambda r, names: r.reason),
+    (
+        pgettext_lazy("export column", "Requested by"),
+        lambda r, names: r.created_by.get_username() if r.created_by else None,
+    ),
+    (pgettext_lazy("export column", "Created (China time)"), lambda r, names: china_time(r.created_at)),
+    (pgettext_lazy("export column", "Updated (China time)"), lambda r, names: china_time(r.updated_at)),
+    (pgettext_lazy("export column", "Error code"), lambda r, names: r.err_code),
+]
+
+
+def _names(**choices) -> dict[str, dict[str, str]]:
+    """Each field's values by their names, translated now (the rows are written after the view has returned)."""
+    return {name: {value: str(label) for value, label in pairs} for name, pairs in choices.items()}
+
+
+def _export(request, *, name: str, title: str, queryset, columns, names, extension: str):
+    """The export of a list's filtered rows. The merchant column is for those who see many merchants."""
+    if not selectors.sees_many_merchants(request.user):
+        columns = [(title, value) for title, value in columns if title is not MERCHANT_COLUMN]
+    header = [str(title) for title, _value in columns]
+    rows = ([value(row, names) for _title, value in columns] for row in queryset.iterator(chunk_size=EXPORT_CHUNK))
+    filename = f"{name}-{timezone.localdate():%Y%m%d}.{extension}"
+    if extension == "xlsx":
+        return xlsx_response(filename=filename, title=title, header=header, rows=rows)
+    return csv_response(filename=filename, header=header, rows=rows)
+
+
+def _refused(filters: selectors.ListFilters) -> HttpResponseBadRequest:
+    return HttpResponseBadRequest("\n".join(filters.errors), content_type="text/plain; charset=utf-8")
+
+
+def _payment_export(request, extension: str):
+    filters = selectors.parse_filters(request.user, request.GET, choices=selectors.PAYMENT_CHOICES)
+    if filters.errors:
+        return _refused(filters)
+    payments = selectors.filter_payments(selectors.payments_visible_to(request.user), filters)
+    names = _names(
+        status=PaymentStatus.choices,
+        channel=Merchant.Channel.choices,
+        method=Payment.Method.choices,
+        wallet=Payment.Wallet.choices,
+    )
+    return _export(
+        request,
+        name="payments",
+        title=_("Payments"),
+        queryset=selectors.payments_for_export(payments),
+        columns=PAYMENT_COLUMNS,
+        names=names,
+        extension=extension,
+    )
+
+
+def _refund_export(request, extension: str):
+    require(request.user, Action.VIEW)
+    filters = selectors.parse_filters(request.user, request.GET, choices=selectors.REFUND_CHOICES)
+    if filters.errors:
+        return _refused(filters)
+    refunds = selectors.filter_refunds(selectors.refunds_visible_to(request.user), filters)
+    return _export(
+        request,
+        name="refunds",
+        title=_("Refunds"),
+        queryset=selectors.refunds_for_export(refunds),
+        columns=REFUND_COLUMNS,
+        names=_names(status=Refund.Status.choices, kind=Refund.Kind.choices),
+        extension=extension,
     )
 
 
 @login_required
 def payment_export(request):
-    queryset = selectors.filter_payments(selectors.payments_visible_to(request.user), request.GET)
-    writer = csv.writer(Echo())
-    header = [
-        "out_trade_no",
-        "created_at",
-        "status",
-        "total_fee_fen",
-        "refunded_fee_fen",
-        "channel",
-        "method",
-        "wallet",
-        "merchant",
-        "store_id",
-        "device_id",
-        "transaction_id",
-        "openid",
-        "err_code",
-    ]
+    return _payment_export(request, "csv")
 
-    def rows():
-        yield "\ufeff" + writer.writerow(header)  # BOM: Excel opens the Chinese text correctly
-        for payment in queryset.iterator(chunk_size=500):
-            yield writer.writerow(
-                spreadsheet_cell(value)
-                for value in [
-                    payment.out_trade_no,
-                    timezone.localtime(payment.created_at).isoformat(),
-                    payment.status,
-                    payment.total_fee,
-                    payment.refunded_fee,
-                    payment.channel,
-                    payment.method,
-                    payment.wallet,
-                    payment.merchant.name,
-                    payment.store.store_id,
-                    payment.device.device_id if payment.device else "",
-                    payment.transaction_id,
-                    payment.openid,
-                    payment.err_code,
-                ]
-            )
 
-    response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="payments-{timezone.localdate():%Y%m%d}.csv"'
-    return response
+@login_required
+def payment_export_xlsx(request):
+    return _payment_export(request, "xlsx")
+
+
+@login_required
+def refund_export(request):
+    return _refund_export(request, "csv")
+
+
+@login_required
+def refund_export_xlsx(request):
+    return _refund_export(request, "xlsx")
 
 
 @login_required

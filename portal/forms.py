@@ -1,7 +1,8 @@
-"""Console forms for onboarding (merchants, credentials, stores, devices).
+"""Console forms: signing in (password, then a second factor), onboarding (merchants, credentials, stores, devices)
+and staff accounts.
 
-Forms only shape and label the input; the rules live in `portal.services` (which raise InvalidInput naming each bad
-field) and views copy those errors onto the fields with `add_service_errors`.
+Forms only shape and label the input; the rules live in the services (`portal.services`, `portal.users`: they raise
+InvalidInput naming each bad field) and views copy those errors onto the fields with `add_service_errors`.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
+from django.http import HttpRequest
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from portal import two_factor
 from portal.client_address import client_address
 from portal.errors import InvalidInput
-from portal.models import Merchant
+from portal.models import Merchant, ServiceProvider, StaffMembership
 
 logger = logging.getLogger(__name__)
 
@@ -39,9 +42,13 @@ class SignInLimit:
     is the one behind the trusted proxies (portal.client_address), not the proxy's own. Console and admin share it:
     their users move money and credentials. Counted in the shared cache (Redis in production)."""
 
+    def _limited_username(self) -> str:
+        """The username this attempt counts against: the one typed in (the second step: the one signing in)."""
+        return self.data.get("username") or ""
+
     def _counters(self) -> list[tuple[str, int, int]]:
         """(cache key, limit, lockout seconds) of each counter this attempt is under."""
-        username = (self.data.get("username") or "").strip().lower()[:150]
+        username = self._limited_username().strip().lower()[:150]
         # Hashed: a username may hold characters a cache key should not, and the cache need not hold names.
         user = hashlib.sha256(username.encode()).hexdigest()[:32]
         address = client_address(self.request) if self.request is not None else ""
@@ -79,6 +86,99 @@ class SignInForm(SignInLimit, AuthenticationForm):
 
 class AdminSignInForm(SignInLimit, AdminAuthenticationForm):
     pass
+
+
+class TwoFactorCodeForm(forms.Form):
+    """A code from the user's authenticator app, or one of their recovery codes."""
+
+    code = forms.CharField(
+        label=_("Code"),
+        max_length=32,
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "autofocus": True, "spellcheck": "false"}),
+    )
+
+    def __init__(self, *args, user, request: HttpRequest, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.user, self.request, self.device = user, request, None
+
+    def clean(self):
+        cleaned = super().clean()
+        if "code" in cleaned:
+            self.device, throttled = two_factor.verify(self.user, cleaned["code"])
+            if self.device is None:
+                if throttled:
+                    raise ValidationError(gettext("Too many wrong codes. Wait a moment, then enter the newest code."))
+                raise ValidationError(
+                    gettext("This code is not valid. Enter the current code from your app or an unused recovery code.")
+                )
+        return cleaned
+
+
+class TwoFactorVerifyForm(SignInLimit, TwoFactorCodeForm):
+    """The second step of signing in. A wrong code counts against the same sign-in limit as a wrong password, so
+    codes cannot be guessed faster than passwords."""
+
+    def _limited_username(self) -> str:
+        return self.user.get_username()
+
+
+class TwoFactorEnrolForm(forms.Form):
+    """Enrolment: the first code the new authenticator shows proves it holds the secret."""
+
+    code = forms.CharField(
+        label=_("Code from the app"),
+        max_length=6,
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
+    )
+
+    def __init__(self, *args, device, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.device = device
+
+    def clean_code(self) -> str:
+        code = "".join(self.cleaned_data["code"].split())
+        if not self.device.verify_token(code):
+            raise ValidationError(gettext("This code does not match. Check the time on your phone and try again."))
+        return code
+
+
+def owner_key(owner: ServiceProvider | Merchant) -> str:
+    return f"{'provider' if isinstance(owner, ServiceProvider) else 'merchant'}:{owner.pk}"
+
+
+class StaffCreateForm(forms.Form):
+    username = forms.CharField(
+        label=_("Username"), max_length=150, help_text=_("For signing in: letters, digits and @ . + - _ only.")
+    )
+    name = forms.CharField(label=_("Full name"), max_length=150)
+    owner = forms.ChoiceField(label=_("Works for"))
+    role = forms.ChoiceField(label=_("Role"))
+
+    def __init__(self, *args, roles: list[str], owners: list[ServiceProvider | Merchant], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.owners = {owner_key(owner): owner for owner in owners}
+        providers = [(key, owner.name) for key, owner in self.owners.items() if isinstance(owner, ServiceProvider)]
+        merchants = [(key, owner.name) for key, owner in self.owners.items() if isinstance(owner, Merchant)]
+        self.fields["owner"].choices = [
+            (group, choices)
+            for group, choices in ((_("Service provider"), providers), (_("Merchants"), merchants))
+            if choices
+        ]
+        self.fields["role"].choices = [(role, StaffMembership.Role(role).label) for role in roles]
+
+    def owner_values(self) -> dict[str, ServiceProvider | Merchant | None]:
+        """{"provider": …, "merchant": …} of the chosen owner (one of them None)."""
+        owner = self.owners[self.cleaned_data["owner"]]
+        provider = owner if isinstance(owner, ServiceProvider) else None
+        return {"provider": provider, "merchant": None if provider else owner}
+
+
+class StaffRoleForm(forms.Form):
+    role = forms.ChoiceField(label=_("Role"))
+
+    def __init__(self, *args, roles: list[str], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["role"].choices = [(role, StaffMembership.Role(role).label) for role in roles]
 
 
 CHANNEL_CHOICES = [

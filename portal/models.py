@@ -254,6 +254,11 @@ class StaffMembership(models.Model):
     role = models.CharField(max_length=20, choices=Role.choices)
     provider = models.ForeignKey(ServiceProvider, null=True, blank=True, on_delete=models.CASCADE, related_name="staff")
     merchant = models.ForeignKey(Merchant, null=True, blank=True, on_delete=models.CASCADE, related_name="staff")
+    must_change_password = models.BooleanField(
+        default=False,
+        help_text="Set when an admin created the account or reset its password: the user must choose a new password "
+        "before anything else in the console.",
+    )
 
     class Meta:
         constraints = [

@@ -24,6 +24,7 @@ class Action(enum.StrEnum):
     VIEW_AUDIT = "view_audit"
     RECONCILE = "reconcile"  # upload bills, explain differences: service-provider staff settle, merchants only look
     INTEGRATIONS = "integrations"  # webhook endpoints and merchant API clients (provider and merchant admins)
+    MANAGE_USERS = "manage_users"  # console users and their roles, within the admin's own provider or merchant
 
 
 Role = StaffMembership.Role

@@ -68,6 +68,9 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # the schema viewer's assets, served locally (no CDN)
     "oauth2_provider",  # the merchant API's client-credentials tokens (merchant_api)
+    "django_otp",  # two-factor sign-in (portal.two_factor): which device verified the session
+    "django_otp.plugins.otp_totp",  # authenticator-app codes (TOTP)
+    "django_otp.plugins.otp_static",  # one-time recovery codes, stored hashed (portal.two_factor)
     "portal",
     "payments",
     "sandbox",  # models always installed; URLs mounted only when SANDBOX_ENABLED allows
@@ -85,7 +88,9 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",  # request.user.is_verified(): this session passed the second factor
     "django.contrib.messages.middleware.MessageMiddleware",
+    "portal.two_factor.SignInStepsMiddleware",  # second factor and a forced password change come before any page
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "portal.api_errors.DependencyOutageMiddleware",  # database / Redis unreachable → 503 (JSON or a page)
 ]
@@ -252,6 +257,8 @@ OAUTH2_PROVIDER = {
     "COMPLIANT_BCP_RFC9700_REDIRECT_URI_MATCHING": True,
     "COMPLIANT_BCP_RFC9700_PKCE_REQUIRED": True,
 }
+# django-otp's admin pages never show an authenticator's secret, even to superusers.
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 # Requests per API client (all its tokens together), and token requests per client address (each one checks a secret
 # against its deliberately slow hash, so this bounds both guessing and the load of it).
 MERCHANT_API_THROTTLE_RATE = env.str("MERCHANT_API_THROTTLE_RATE", default="600/min")

@@ -11,7 +11,7 @@ from payments import console_urls as payment_console_urls
 from payments import urls as payment_urls
 from payscore import console_urls as payscore_console_urls
 from payscore import urls as payscore_urls
-from portal import api, health, onboarding_urls, views
+from portal import api, health, onboarding_urls, users_urls, views
 from portal.schema import staff_only_unless_public
 from reconciliation import console_urls as reconciliation_console_urls
 from webhooks import console_urls as webhook_console_urls
@@ -34,6 +34,7 @@ console = [
     *reconciliation_console_urls.urlpatterns,
     *webhook_console_urls.urlpatterns,
     *merchant_api_console_urls.urlpatterns,
+    *users_urls.urlpatterns,
     path("login/", views.LoginView.as_view(), name="login"),
     path("logout/", views.LogoutView.as_view(), name="logout"),
     path("password/", views.PasswordChangeView.as_view(), name="password_change"),

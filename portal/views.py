@@ -1,4 +1,5 @@
-"""Console views shared by every role: sign-in, sign-out, password change and the home page."""
+"""Console views shared by every role: sign-in (its second step is in portal.views_users), sign-out, password change
+and the home page."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.shortcuts import render
-from django.urls import reverse_lazy
 from django.utils.translation import gettext as _
 
 from portal import selectors
 from portal.forms import SignInForm
 from portal.permissions import Action, require
+from portal.users import staff_password_changed
+from portal.views_users import safe_next
 
 
 class LoginView(auth_views.LoginView):
@@ -26,12 +28,23 @@ class LogoutView(auth_views.LogoutView):
 
 
 class PasswordChangeView(auth_views.PasswordChangeView):
+    """Also the step a user with a one-time password (new account, reset by an admin) must take first."""
+
     template_name = "portal/password_change.html"
-    success_url = reverse_lazy("portal:home")
+
+    def get_context_data(self, **kwargs):
+        membership = selectors.membership_of(self.request.user)
+        forced = membership is not None and membership.must_change_password
+        return super().get_context_data(**kwargs, forced=forced, next=safe_next(self.request))
+
+    def get_success_url(self) -> str:
+        return safe_next(self.request)
 
     def form_valid(self, form):
+        response = super().form_valid(form)
+        staff_password_changed(user=form.user)
         messages.success(self.request, _("Your password was changed."))
-        return super().form_valid(form)
+        return response
 
 
 @login_required

@@ -12,7 +12,14 @@ from members.models import Member
 from payments.models import Payment
 from payscore.models import ServiceOrder
 from portal.models import StaffMembership
-from tests.factories import MerchantFactory, ServiceProviderFactory, StoreFactory, make_device, make_user
+from tests.factories import (
+    MerchantFactory,
+    ServiceProviderFactory,
+    StoreFactory,
+    login_verified,
+    make_device,
+    make_user,
+)
 
 pytestmark = pytest.mark.django_db
 Role = StaffMembership.Role
@@ -52,7 +59,7 @@ def world():
 
 
 def zh(client, user):
-    client.force_login(user)
+    login_verified(client, user)
     client.cookies["django_language"] = "zh-hans"
     return client
 
@@ -123,8 +130,10 @@ def test_payscore_complete_with_an_unnamed_line_says_so_readably(client, world):
 # --- pages that break ------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("params", [{"from": "0001-01-01"}, {"to": "9999-12-31"}])
-def test_payment_list_and_export_ignore_a_date_out_of_range(client, world, params):
+@pytest.mark.parametrize("params", [{"start": "0001-01-01"}, {"end": "9999-12-31 23:59"}])
+def test_payment_list_and_export_answer_a_date_at_the_calendars_edge(client, world, params):
+    """A date at the edge of the calendar (which turns into an out-of-range date-time once moved to UTC) is a visible
+    refusal or a filter, never a server error."""
     Payment.objects.create(
         merchant=world["merchant"], store=world["store"], channel=world["merchant"].channel,
         method=Payment.Method.FACE, out_trade_no="REVIEW-PAY-1", total_fee=100, body="x", request_fingerprint="x" * 64,
@@ -135,8 +144,10 @@ def test_payment_list_and_export_ignore_a_date_out_of_range(client, world, param
     listing = user.get(reverse("portal:payment_list"), params)
     export = user.get(reverse("portal:payment_export"), params)
 
-    assert listing.status_code == 200
-    assert export.status_code == 200 and b"".join(export.streaming_content)
+    assert listing.status_code in (200, 400)
+    assert export.status_code in (200, 400)
+    if export.status_code == 200:
+        assert b"".join(export.streaming_content)
 
 
 # --- privacy: erasure ------------------------------------------------------------------------------------------------

@@ -9,7 +9,14 @@ from members import services
 from members.models import ERASED_PREFIX, Member
 from payments.models import Payment
 from portal.models import AuditLog, StaffMembership
-from tests.factories import MerchantFactory, ServiceProviderFactory, StoreFactory, make_device, make_user
+from tests.factories import (
+    MerchantFactory,
+    ServiceProviderFactory,
+    StoreFactory,
+    login_verified,
+    make_device,
+    make_user,
+)
 
 pytestmark = pytest.mark.django_db
 Role = StaffMembership.Role
@@ -41,7 +48,7 @@ def world():
 
 
 def as_user(client, user):
-    client.force_login(user)
+    login_verified(client, user)
     client.cookies["django_language"] = "en"
     return client
 
@@ -165,7 +172,7 @@ def test_erase_needs_confirmation_then_erases_and_audits(client, world):
 
 
 def test_chinese_by_default(client, world):
-    client.force_login(world["a_admin"])
+    login_verified(client, world["a_admin"])
 
     body = client.get(url("member_list")).content.decode()
 

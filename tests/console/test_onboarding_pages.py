@@ -12,7 +12,14 @@ from django.urls import reverse
 
 from portal.models import AuditLog, ChannelCredentials, Device, Merchant, StaffMembership, Store
 from portal.services import credentials_update
-from tests.factories import MerchantFactory, ServiceProviderFactory, StoreFactory, make_device, make_user
+from tests.factories import (
+    MerchantFactory,
+    ServiceProviderFactory,
+    StoreFactory,
+    login_verified,
+    make_device,
+    make_user,
+)
 from tests.shop import cached_key_and_certificate
 
 pytestmark = pytest.mark.django_db
@@ -43,7 +50,7 @@ def world():
 
 
 def as_user(client, user, language="en"):
-    client.force_login(user)
+    login_verified(client, user)
     client.cookies["django_language"] = language
     return client
 
@@ -613,7 +620,7 @@ def test_store_detail_lists_recent_payments(client, world):
 
 
 def test_chinese_by_default_english_on_request(client, world):
-    client.force_login(world["p1_admin"])
+    login_verified(client, world["p1_admin"])
 
     chinese = client.get(url("merchant_list")).content.decode()
     client.cookies["django_language"] = "en"
@@ -624,7 +631,7 @@ def test_chinese_by_default_english_on_request(client, world):
 
 
 def test_service_errors_are_translated(client, world):
-    client.force_login(world["p1_admin"])
+    login_verified(client, world["p1_admin"])
 
     response = client.post(url("merchant_create"), {"name": "X", "channel": "WECHAT_DIRECT"})
 

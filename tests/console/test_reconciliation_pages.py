@@ -15,7 +15,7 @@ from payments import services as payment_services
 from payments.models import Payment
 from portal.models import AuditLog, StaffMembership
 from reconciliation.models import Bill, DayResult, Difference
-from tests.factories import MerchantFactory, ServiceProviderFactory, StoreFactory, make_user
+from tests.factories import MerchantFactory, ServiceProviderFactory, StoreFactory, login_verified, make_user
 
 pytestmark = pytest.mark.django_db
 Role = StaffMembership.Role
@@ -78,7 +78,7 @@ def world():
 
 
 def as_user(client, user, language="en"):
-    client.force_login(user)
+    login_verified(client, user)
     client.cookies["django_language"] = language
     return client
 

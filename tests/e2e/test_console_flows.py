@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import httpx
 import pytest
+from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from payments import services
@@ -15,17 +16,22 @@ from payments.terminal_client import TerminalClient
 from portal import credentials as cred
 from portal.models import Device, Merchant, StaffMembership
 from sandbox.connect import sandbox_connect_merchant
-from tests.factories import PASSWORD, ServiceProviderFactory, make_user
+from tests.factories import PASSWORD, ServiceProviderFactory, enrol_totp, make_user, totp_code
 
 pytestmark = pytest.mark.django_db(transaction=True)
 Role = StaffMembership.Role
 
 
 def login(page, base: str, username: str) -> None:
+    """Password, then the code of the user's authenticator (enrolled here: every role of these flows needs one)."""
+    device = enrol_totp(get_user_model().objects.get(username=username))
     page.goto(f"{base}/login/")
     page.fill("#id_username", username)
     page.fill("#id_password", PASSWORD)
     page.click("button[type=submit]")
+    page.wait_for_url("**/account/two-factor/verify/**")
+    page.fill("#id_code", totp_code(device))
+    page.click("main form button[type=submit]")
     page.wait_for_url(f"{base}/")
 
 

@@ -6,7 +6,7 @@ from django.test import Client
 from members import services
 from members.models import Member
 from portal.models import AuditLog
-from tests.factories import PASSWORD, make_device, make_user
+from tests.factories import login_verified, make_device, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -19,9 +19,7 @@ def member():
 
 @pytest.fixture
 def admin_client():
-    make_user("root", superuser=True)
-    client = Client()
-    assert client.login(username="root", password=PASSWORD)
+    client = login_verified(Client(), make_user("root", superuser=True))
     return client
 
 

@@ -12,7 +12,7 @@ from oauth2_provider.models import AccessToken
 from merchant_api import services
 from merchant_api.models import MerchantApiClient
 from portal.models import AuditLog, StaffMembership
-from tests.factories import MerchantFactory, ServiceProviderFactory, make_user
+from tests.factories import MerchantFactory, ServiceProviderFactory, login_verified, make_user
 
 from .conftest import basic, token_request
 
@@ -41,7 +41,7 @@ def people(db):
 
 
 def as_user(client, user, language="en"):
-    client.force_login(user)
+    login_verified(client, user)
     client.cookies["django_language"] = language
     return client
 

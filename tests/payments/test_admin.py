@@ -6,16 +6,14 @@ from django.test import Client
 
 from payments import services
 from payments.models import Payment, PaymentEvent, Refund, UmpayNotification
-from tests.factories import PASSWORD, make_user
+from tests.factories import login_verified, make_user
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def root():
-    make_user("root", superuser=True)
-    client = Client()
-    assert client.login(username="root", password=PASSWORD)
+    client = login_verified(Client(), make_user("root", superuser=True))
     return client
 
 

@@ -10,7 +10,7 @@ from payments.models import Refund
 from portal.errors import Conflict, InvalidInput, InvalidState
 from portal.models import AuditLog, ChannelCredentials, Merchant, StaffMembership
 from sandbox.services import sandbox_ledger
-from tests.factories import make_user
+from tests.factories import login_verified, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -132,7 +132,7 @@ def test_staff_refund_api_roles_and_scoping(client, make_shop):
     staff_a = make_user("staff-a", role=StaffMembership.Role.MERCHANT_STAFF, merchant=shop_a.merchant)
     reviewer = make_user("rev", role=StaffMembership.Role.PROVIDER_REVIEWER, provider=shop_a.merchant.provider)
 
-    client.force_login(admin_a)
+    login_verified(client, admin_a)
     other = client.post(
         f"/api/staff/v1/payments/{payment_b.pk}/refunds", {"refund_fee": 100}, content_type="application/json"
     )
@@ -146,7 +146,7 @@ def test_staff_refund_api_roles_and_scoping(client, make_shop):
     assert own.json()["refund_fee"] == 100
 
     for user in (staff_a, reviewer):
-        client.force_login(user)
+        login_verified(client, user)
         denied = client.post(
             f"/api/staff/v1/payments/{payment_a.pk}/refunds", {"refund_fee": 100}, content_type="application/json"
         )
@@ -158,7 +158,7 @@ def test_staff_refund_api_roles_and_scoping(client, make_shop):
 
 def test_staff_refund_api_request_key_makes_a_retry_safe(client, shop):
     payment = shop.payment(shop.pay(1000)["out_trade_no"])
-    client.force_login(make_user("admin", role=StaffMembership.Role.MERCHANT_ADMIN, merchant=shop.merchant))
+    login_verified(client, make_user("admin", role=StaffMembership.Role.MERCHANT_ADMIN, merchant=shop.merchant))
     url = f"/api/staff/v1/payments/{payment.pk}/refunds"
     body = {"refund_fee": 300, "request_key": "till-7-20261201-0001"}
     first = client.post(url, body, content_type="application/json")

@@ -4,7 +4,7 @@ import pytest
 
 from portal.models import AuditLog, StaffMembership
 from sandbox import services as sandbox
-from tests.factories import PASSWORD, make_user
+from tests.factories import login_verified, make_user
 
 pytestmark = pytest.mark.django_db
 Role = StaffMembership.Role
@@ -21,7 +21,7 @@ def confirmed(ps):
 
 
 def login(client, user):
-    assert client.login(username=user.username, password=PASSWORD)
+    login_verified(client, user)
 
 
 def test_list_and_detail_are_scoped(client, ps, confirmed, make_shop):

@@ -12,7 +12,7 @@ from portal import credentials as cred
 from portal import services
 from portal.fields import MASK, Secret
 from portal.models import ChannelCredentials, Device
-from tests.factories import MerchantFactory, make_device, make_user
+from tests.factories import MerchantFactory, login_verified, make_device, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -121,7 +121,7 @@ def test_admin_pages_never_show_secrets(client, merchant_with_credentials):
     merchant, key_pem = merchant_with_credentials
     device, device_secret = make_device()
     admin = make_user("root", superuser=True)
-    client.force_login(admin)
+    login_verified(client, admin)
     stored = ChannelCredentials.objects.get(merchant=merchant)
 
     pages = [

@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from portal.models import AuditLog, Merchant, StaffMembership
-from tests.factories import MerchantFactory, ServiceProviderFactory, make_user
+from tests.factories import MerchantFactory, ServiceProviderFactory, login_verified, make_user
 from webhooks import services
 from webhooks.models import SUBSCRIBABLE, EventType, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
 
@@ -74,7 +74,7 @@ def world():
 
 
 def as_user(client, user, language="en"):
-    client.force_login(user)
+    login_verified(client, user)
     client.cookies["django_language"] = language
     return client
 

@@ -2,17 +2,21 @@
 
 import secrets
 import string
+from base64 import b32encode
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from portal import credentials as cred
-from portal import services
+from portal import services, two_factor
 from portal.models import ChannelCredentials, Device, Merchant, ServiceProvider, StaffMembership, Store
 
 DEMO_PASSWORD = "demo-pass-2026"
+# The demo's published authenticator key (hex, as django-otp stores it): like the password, demo-only.
+DEMO_TOTP_KEY = "64656d6f2d6f6e6c792d746f74702d6b65792d31"
 DEMO_DEVICE_ID = "DEMO-DEVICE-01"
 DEMO_UMPAY_DEVICE_ID = "DEMO-UMF-DEVICE-01"
 
@@ -119,7 +123,9 @@ class Command(BaseCommand):
         users = [
             ("admin", None, None, True),
             ("demo-provider", StaffMembership.Role.PROVIDER_ADMIN, provider, False),
+            ("demo-reviewer", StaffMembership.Role.PROVIDER_REVIEWER, provider, False),
             ("demo-merchant", StaffMembership.Role.MERCHANT_ADMIN, direct, False),
+            ("demo-staff", StaffMembership.Role.MERCHANT_STAFF, direct, False),
         ]
         for username, role, owner, is_superuser in users:
             user = User.objects.filter(username=username).first()
@@ -130,10 +136,23 @@ class Command(BaseCommand):
             if role and not StaffMembership.objects.filter(user=user).exists():
                 key = "provider" if role in StaffMembership.PROVIDER_ROLES else "merchant"
                 StaffMembership.objects.create(user=user, role=role, **{key: owner})
+            # Roles that move or settle money sign in with a second factor: the demo's is enrolled with the
+            # published key (unless the user enrolled an authenticator of their own).
+            if two_factor.required(user) and not two_factor.has_device(user):
+                TOTPDevice.objects.create(user=user, name="demo", key=DEMO_TOTP_KEY, confirmed=True)
 
         self.stdout.write("Demo data ready.")
         self.stdout.write(
-            f"  Console logins (password {DEMO_PASSWORD}): admin (platform), demo-provider, demo-merchant"
+            f"  Console logins (password {DEMO_PASSWORD}): admin (platform), demo-provider, demo-reviewer, "
+            "demo-merchant, demo-staff (merchant staff)"
+        )
+        demo_key = b32encode(bytes.fromhex(DEMO_TOTP_KEY)).decode()
+        self.stdout.write(
+            "  Second step of signing in (all but demo-staff): the code of an authenticator app holding the demo key "
+            f"{demo_key}, or the current one from\n"
+            f"    .venv/bin/python -c \"from django_otp.oath import totp; print('%06d' % totp(bytes.fromhex("
+            f"'{DEMO_TOTP_KEY}')))\"\n"
+            "    (a code signs a user in once: for another sign-in of the same user within 30 s, wait for the next)"
         )
         for device in devices:
             # Demo devices only: a real device's secret is shown once at registration and never again.
