@@ -7,9 +7,10 @@ timeouts switchable at run time). In one invocation, interleaved rounds of:
 - the capacity scenarios (bench/capacity.py): paced terminals following the real payment sequence at offered rates,
   with and without password users, with a healthy and a degraded upstream;
 
-then many long-polls held open at once on one node, PostgreSQL's own insert rate and commits per payment, protocol
-CPU cost against wechatpy / wechatpayv3, and a pyinstrument profile of the payment path. Writes
-bench/results/<name>.json and .md.
+then payments while a tenth of the merchants' webhook endpoints are down, many long-polls held open at once on one
+node, PostgreSQL's own insert rate and commits per payment, one webhook delivery process's throughput
+(bench/webhooks.py), protocol CPU cost against wechatpy / wechatpayv3, and a pyinstrument profile of the payment
+path. Writes bench/results/<name>.json and .md.
 
     python -m bench.bench [--rounds 3] [--seconds 15] [--latency-ms 0] [--capacity-only] …   (--help lists all)
 
@@ -37,6 +38,7 @@ from typing import Any
 import httpx
 
 from bench import capacity
+from bench import webhooks as webhook_bench
 from bench.cluster import ROOT, Cluster, django_setup
 from bench.faults import machine
 from bench.measure import SERVER_PARTS, children_cpu, percentile
@@ -396,9 +398,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--reconcile-rows", type=int, default=200_000, help="rows of the reconciliation bill (0: not measured)"
     )
     parser.add_argument("--profile-payments", type=int, default=300)
-    parser.add_argument("--name", help="results file name (default: bench, or capacity with --capacity-only)")
+    parser.add_argument(
+        "--webhook-deliveries", type=int, default=20_000,
+        help="events in the backlog of the webhook throughput rounds (0: not measured)",
+    )  # fmt: skip
+    parser.add_argument("--webhook-rounds", type=int, default=3, help="rounds of the webhook throughput")
+    parser.add_argument(
+        "--webhook-outage-rounds", type=int, default=3,
+        help="rounds of each of A (every endpoint up) and B (a tenth down), interleaved (0: not measured)",
+    )  # fmt: skip
+    parser.add_argument("--webhook-payment-rate", type=float, default=25, help="payments/s offered in A and B")
+    parser.add_argument(
+        "--webhook-outage-seconds", type=float, default=30,
+        help="seconds of arrivals per round of A and B (their p99 needs more payments than a capacity round's)",
+    )  # fmt: skip
+    parser.add_argument("--webhook-merchants", type=int, default=20, help="merchants (endpoints) of A and B")
+    parser.add_argument("--webhooks-only", action="store_true", help="only the two webhook parts")
+    parser.add_argument(
+        "--name",
+        help="results file name (default: bench; capacity with --capacity-only, webhooks with --webhooks-only)",
+    )
     args = parser.parse_args(argv)
-    args.name = args.name or ("capacity" if args.capacity_only else "bench")
+    args.name = args.name or ("capacity" if args.capacity_only else "webhooks" if args.webhooks_only else "bench")
     return args
 
 
@@ -412,7 +433,15 @@ def main(argv: list[str] | None = None) -> int:
     cluster = Cluster(
         run_dir,
         settings_module="bench.settings",
-        extra_env={"TERMINAL_THROTTLE_RATE": "10000000/min", "LOG_LEVEL": "WARNING"},
+        # The webhook receivers are local (loopback, plain HTTP), as in a development deployment; WEBHOOK_TIMEOUT is
+        # the default, written out because the endpoints-down part times out on it.
+        extra_env={
+            "TERMINAL_THROTTLE_RATE": "10000000/min",
+            "LOG_LEVEL": "WARNING",
+            "WEBHOOK_ALLOW_PRIVATE_ADDRESSES": "true",
+            "WEBHOOK_REQUIRE_HTTPS": "false",
+            "WEBHOOK_TIMEOUT": "5",
+        },  # fmt: skip
         sandbox_env={"BENCH_SANDBOX_LATENCY_MS": str(args.latency_ms)},
         app_workers=args.app_workers,
         sandbox_workers=2,
@@ -437,15 +466,17 @@ def main(argv: list[str] | None = None) -> int:
         from sandbox.management.commands.seed_demo import DEMO_PASSWORD
 
         call_command("seed_demo", "--allow-in-production", stdout=io.StringIO())  # output names secrets: not printed
-        specs = [] if args.capacity_only else prepare(cluster, args.terminals)
-        devices = capacity.register_devices(args.capacity_devices)
+        others = not args.webhooks_only
+        specs = prepare(cluster, args.terminals) if others and not args.capacity_only else []
+        devices = capacity.register_devices(args.capacity_devices) if others else []
         console = capacity.Console(cluster.app_url, capacity.CONSOLE_USER, DEMO_PASSWORD)
-        run = () if args.capacity_only else (*SCENARIOS, *(paced_scenario(i) for i in args.paced_intervals))
-        plan = capacity.plan(args.capacity_rates, args.password_share, args.degraded_share)
+        run = (*SCENARIOS, *(paced_scenario(i) for i in args.paced_intervals)) if specs else ()
+        plan = capacity.plan(args.capacity_rates, args.password_share, args.degraded_share) if others else []
         rounds: dict[str, list[dict[str, Any]]] = {scenario: [] for scenario in run}
         pooled: dict[str, list[float]] = {scenario: [] for scenario in run}
         segments: dict[str, dict[str, list[float]]] = {scenario: {} for scenario in run}
         capacity_rounds: dict[str, list[dict[str, Any]]] = {scenario.key: [] for scenario in plan}
+        webhook_results: dict[str, Any] = {}
         for round_index in range(args.rounds):
             for scenario in run:
                 run_scenario(cluster, args, specs, scenario, rounds, pooled, segments)
@@ -467,18 +498,27 @@ def main(argv: list[str] | None = None) -> int:
         console.close()
         if run:
             results.update(combine_scenarios(run, rounds, pooled, segments))
-        results["capacity"] = {
-            "settings": {
-                "rounds": args.rounds, "seconds": args.seconds, "arrivals": args.arrivals,
-                "latency_ms": args.capacity_latency_ms, "devices": args.capacity_devices,
-                "processes": args.load_processes,
-            },
-            "scenarios": {
-                scenario.key: {"label": scenario.label, **capacity.combine(capacity_rounds[scenario.key])}
-                for scenario in plan
-            },
-        }  # fmt: skip
-        if args.long_polls:
+        if plan:
+            results["capacity"] = {
+                "settings": {
+                    "rounds": args.rounds, "seconds": args.seconds, "arrivals": args.arrivals,
+                    "latency_ms": args.capacity_latency_ms, "devices": args.capacity_devices,
+                    "processes": args.load_processes,
+                },
+                "scenarios": {
+                    scenario.key: {"label": scenario.label, **capacity.combine(capacity_rounds[scenario.key])}
+                    for scenario in plan
+                },
+            }  # fmt: skip
+        if not args.capacity_only and args.webhook_outage_rounds:
+            print("webhooks: payments while a tenth of the endpoints are down", flush=True)
+            webhook_results["outage"] = webhook_bench.outage_rounds(
+                cluster, rounds=args.webhook_outage_rounds, rate=args.webhook_payment_rate,
+                seconds=args.webhook_outage_seconds,
+                processes=args.load_processes, poisson=args.arrivals == "poisson",
+                latency_ms=args.capacity_latency_ms, merchants=args.webhook_merchants,
+            )  # fmt: skip
+        if args.long_polls and others:
             results["long_polls"] = capacity.run_long_polls(
                 cluster, devices, count=args.long_polls, wait=args.long_poll_wait, ramp=args.long_poll_ramp,
                 seconds=args.long_poll_seconds, processes=args.load_processes,
@@ -487,7 +527,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {polls['terminals']} terminals long-polling, {polls['requests']} requests: answered "
                   f"{polls['answered']}, most held at once {polls['peak_held_server']}, timeouts {polls['timeouts']}, "
                   f"errors {sum(polls['errors'].values())}", flush=True)  # fmt: skip
-        if not args.capacity_only:
+        if not args.capacity_only and args.webhook_deliveries:
+            print(f"webhooks: {args.webhook_rounds} rounds of one delivery process, {args.webhook_deliveries} events",
+                  flush=True)  # fmt: skip
+            webhook_results["throughput"] = webhook_bench.throughput(
+                cluster, events=args.webhook_deliveries, rounds=args.webhook_rounds
+            )
+        if webhook_results:
+            results["webhooks"] = webhook_results
+        if others and not args.capacity_only:
             results["pgbench"] = pgbench_insert_rate(cluster, clients=16, seconds=10)
             if args.profile_payments:
                 try:
@@ -497,9 +545,9 @@ def main(argv: list[str] | None = None) -> int:
                     results["profile_top"] = profile.splitlines()[:60]
                 except Exception as exc:  # the profile is a help, not a measurement
                     results["profile_error"] = repr(exc)
-        if not args.capacity_only and args.reconcile_rows:
+        if others and not args.capacity_only and args.reconcile_rows:
             results["reconcile"] = reconcile_bill(cluster, args.reconcile_rows, own_environment)
-    if not args.capacity_only and args.protocol_rounds:
+    if not args.webhooks_only and not args.capacity_only and args.protocol_rounds:
         from bench import protocol
 
         results["protocol"] = protocol.run(args.protocol_rounds)
@@ -628,6 +676,7 @@ def headline(results: dict[str, Any]) -> list[str]:
             f"{ordinary['p99_ms']:.0f} ms{own}{password}; not final {stats['not_final']}, request errors "
             f"{sum(stats['errors'].values())}; dashboard p99 {stats['dashboard']['p99_ms']:.0f} ms."
         )
+    lines += webhook_bench.headline(results.get("webhooks", {}))
     if polls := results.get("long_polls"):
         lines.append(
             f"- {polls['terminals']:,} terminals long-polling at once: {polls['requests']:,} requests, answered "
@@ -655,6 +704,8 @@ def markdown(results: dict[str, Any]) -> str:
         lines += scenario_markdown(results)
     if "capacity" in results:
         lines += capacity.markdown(results["capacity"])
+    if "webhooks" in results:
+        lines += webhook_bench.markdown(results["webhooks"])
     if "long_polls" in results:
         lines += capacity.long_poll_markdown(results["long_polls"])
     if "pgbench" in results:

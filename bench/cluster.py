@@ -418,6 +418,13 @@ class Cluster:
         self.stop()
 
 
+def group_cpu_seconds(leader: int) -> float:
+    """CPU seconds (user + system) used so far by the processes of the process group `leader` leads (a process
+    started by this module or `Process` leads its own group)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    return sum((int(fields[11]) + int(fields[12])) / tick for _, fields in _proc_stats() if int(fields[2]) == leader)
+
+
 def _proc_stats():
     """(pid, the fields of /proc/<pid>/stat after the command name) of every process: the name, in parentheses, may
     itself hold spaces, so fields[0] is the state (field 3 of proc(5)), fields[1] the ppid, and so on."""

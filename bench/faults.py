@@ -14,12 +14,22 @@ it, `--outages` times each. Terminals treat 503 as "try again": they repeat the 
 same out_trade_no, which is idempotent) after Retry-After, as a real terminal does; every response they get must be
 JSON, and none may be a 5xx other than 503. After the load: the bad-input fuzzing, then a resolution window, then
 the invariants.
+
+Both merchants have a webhook endpoint (every payment and refund event) on a chaotic receiver (bench/chaos_receiver.py:
+2xx, 5xx, a timeout or a reset at random; it verifies every signature and logs every request). Once the resolution
+window is over it recovers (2xx always) and the run waits until no delivery is pending; deliveries waiting out a retry
+delay are made due at once meanwhile (WeChat's schedule waits up to hours), leases of killed workers run out on their
+own. Then the webhook invariants (bench/invariants.py, check_webhooks): every event delivered, every payment's and
+refund's final state sent, nothing sent again after a 2xx we recorded, signatures valid, a refund's event never before
+its payment's.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import random
 import re
 import secrets
@@ -36,7 +46,7 @@ from typing import Any
 import httpx
 
 from bench import badinput
-from bench.cluster import ROOT, Cluster, django_setup
+from bench.cluster import PYTHON, ROOT, Cluster, Process, django_setup, free_port, wait_for_port
 from payments.terminal_client import TerminalClient
 
 WECHAT_CODES = list(range(101, 112))
@@ -59,8 +69,12 @@ TIMINGS = {
     "SANDBOX_TIMEOUT_SLEEP_SECONDS": "4",
     "SANDBOX_CHAOS_DELAY_SECONDS": "1.5",
     "TERMINAL_THROTTLE_RATE": "100000/min",
+    "WEBHOOK_TIMEOUT": "2",
     "LOG_LEVEL": "INFO",
 }
+# The webhook receiver is local (loopback, plain HTTP), as in a development deployment.
+WEBHOOK_ENV = {"WEBHOOK_ALLOW_PRIVATE_ADDRESSES": "true", "WEBHOOK_REQUIRE_HTTPS": "false"}
+WEBHOOK_EVENT_PREFIXES = ("payment.", "refund.")
 LOG = None
 
 
@@ -531,6 +545,117 @@ def reconcile_run(seed: int) -> Reconciliation:
     return result
 
 
+def start_webhooks(cluster: Cluster, *, shares: str, seed: int) -> tuple[Process, str]:
+    """An endpoint for every merchant with a fault-run store (every payment and refund event), all on one chaotic
+    receiver in a process of its own, started with their secrets (in its environment: never in a file or a log)."""
+    from portal.models import Merchant
+    from webhooks import services
+    from webhooks.models import SUBSCRIBABLE
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    events = [kind for kind in SUBSCRIBABLE if kind.startswith(WEBHOOK_EVENT_PREFIXES)]
+    secrets_by_path = {}
+    for merchant in Merchant.objects.filter(stores__devices__device_id__startswith="FAULT-").distinct():
+        path = f"/hook/{merchant.pk}"
+        _, secret = services.endpoint_create(merchant=merchant, url=base + path, events=events, user=None)
+        secrets_by_path[path] = secret
+    hold = float(TIMINGS["WEBHOOK_TIMEOUT"]) + 1.5  # a "timeout" answer holds the connection past the sender's timeout
+    receiver = Process(
+        "chaos-receiver",
+        [PYTHON, "-m", "bench.chaos_receiver", "--port", str(port), "--log", str(cluster.logs / "chaos-receiver.jsonl"),
+         "--shares", shares, "--hold", f"{hold:g}", "--seed", str(seed)],
+        {**os.environ, "CHAOS_RECEIVER_SECRETS": json.dumps(secrets_by_path)},
+        cluster.logs / "chaos-receiver.log",
+    )  # fmt: skip
+    receiver.start()
+    wait_for_port(port)
+    return receiver, base
+
+
+def drain_webhooks(base: str, budget: float) -> dict[str, Any]:
+    """The receiver recovers (2xx from now on); then, every 2 s, the deliveries waiting out a retry delay (their
+    last attempt's answer recorded) are made due at once, until no delivery is pending or `budget` seconds passed. A
+    delivery whose attempt is out (a lease: its answer not yet recorded, or never to be, its worker killed) is left
+    to its worker or to the lease's end."""
+    from django.db.models import Exists, OuterRef
+    from django.utils import timezone
+
+    from webhooks.models import WebhookAttempt, WebhookDelivery
+
+    httpx.post(f"{base}/_control/recover", timeout=10).raise_for_status()
+    started = time.monotonic()
+    pending = WebhookDelivery.objects.filter(status=WebhookDelivery.Status.PENDING)
+    answered = WebhookAttempt.objects.filter(delivery=OuterRef("pk"), number=OuterRef("attempts"))
+    made_due, reported, left = 0, 0.0, 0
+    while True:
+        now = timezone.now()
+        made_due += pending.filter(Exists(answered), next_attempt_at__gt=now).update(next_attempt_at=now)
+        left = pending.count()
+        waited = time.monotonic() - started
+        if not left or waited > budget:
+            break
+        if waited - reported >= 15:
+            reported = waited
+            say(f"webhooks: {left} deliveries pending {waited:.0f} s after the receiver recovered")
+        time.sleep(2)
+    return {"seconds": time.monotonic() - started, "made_due": made_due, "pending_left": left}
+
+
+def collect_webhook_invariants(receiver_log: Path):
+    """The database's deliveries and attempts, the payments' and refunds' final states and the receiver's log, through
+    bench.invariants.check_webhooks."""
+    from urllib.parse import urlsplit
+
+    from django.db.models import Count
+
+    from bench.invariants import ReceivedRow, WebhookDeliveryRow, check_webhooks, expected_webhook_events
+    from payments.models import Payment, Refund
+    from webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+
+    merchants = list(WebhookEndpoint.objects.values_list("merchant_id", flat=True))
+    deliveries = []
+    for url, event_id, kind, body, status, sequence in WebhookDelivery.objects.values_list(
+        "endpoint__url", "event__event_id", "event__type", "event__body", "status", "event_id"
+    ).iterator():
+        number = json.loads(body)["data"].get("out_trade_no", "")
+        deliveries.append(WebhookDeliveryRow(urlsplit(url).path, event_id, kind, number, status, sequence))
+    entries = [json.loads(line) for line in receiver_log.read_text("utf-8").splitlines() if line.strip()]
+    received = [
+        ReceivedRow(e["path"], e["event"], e["attempt"], e["answer"], e["received"], e["answered"], e["signature"])
+        for e in entries
+    ]
+    expected = expected_webhook_events(
+        Payment.objects.filter(merchant_id__in=merchants).values_list("out_trade_no", "status"),
+        Refund.objects.filter(payment__merchant_id__in=merchants).values_list("payment__out_trade_no", "status"),
+    )
+    recorded_2xx = {
+        (urlsplit(url).path, event_id, number)
+        for url, event_id, number in WebhookAttempt.objects.filter(status_code__gte=200, status_code__lt=300)
+        .values_list("delivery__endpoint__url", "delivery__event__event_id", "number")
+        .iterator()
+    }
+    report = check_webhooks(deliveries, received, expected, recorded_2xx)
+    # By class of answer (2xx, 4xx, 5xx, timeout, reset), before and after the recovery.
+    kind = lambda answer: f"{answer[0]}xx" if answer.isdigit() else answer  # noqa: E731
+    answers = Counter(("after recovery: " if e["recovered"] else "") + kind(e["answer"]) for e in entries)
+    attempts = dict(
+        WebhookDelivery.objects.values_list("attempts")
+        .annotate(n=Count("pk"))
+        .order_by("attempts")
+        .values_list("attempts", "n")
+    )
+    info = {
+        "events": len({d.event_id for d in deliveries}),
+        "deliveries": len(deliveries),
+        "attempts logged": WebhookAttempt.objects.count(),
+        "requests received": len(entries),
+        "received, by answer": ", ".join(f"{k} {v}" for k, v in sorted(answers.items())),
+        "deliveries by attempts made": ", ".join(f"{k}: {v}" for k, v in attempts.items()),
+    }
+    return report, info
+
+
 def configured_secrets(cluster: Cluster) -> list[str]:
     """Every secret this deployment holds: all encrypted fields of every model (channel keys, private keys, device
     secrets, the sandbox's own keys) plus SECRET_KEY and FIELD_ENCRYPTION_KEY."""
@@ -614,6 +739,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resolution-seconds", type=float, default=420, help="longest wait for everything to settle")
     parser.add_argument("--max-examples", type=int, default=60, help="schemathesis examples per operation and mode")
     parser.add_argument("--notifications", type=int, default=120)
+    parser.add_argument(
+        "--webhook-chaos", default="2xx=0.55,5xx=0.2,timeout=0.1,reset=0.15",
+        help="the chaotic receiver's answers until it recovers: shares of 2xx, 5xx, timeout, reset",
+    )  # fmt: skip
+    parser.add_argument(
+        "--webhook-seconds", type=float, default=300, help="longest wait for the webhook backlog after the recovery"
+    )
     parser.add_argument("--seed", type=int, default=int(time.time()))
     parser.add_argument("--name", default="faults")
     args = parser.parse_args(argv)
@@ -622,7 +754,7 @@ def main(argv: list[str] | None = None) -> int:
     cluster = Cluster(
         run_dir,
         # The fuzzer reads /api/schema/ of this production-settings cluster without signing in.
-        extra_env={**TIMINGS, "API_SCHEMA_PUBLIC": "true"},
+        extra_env={**TIMINGS, **WEBHOOK_ENV, "API_SCHEMA_PUBLIC": "true"},
         # The sandbox serves the run's own day's bill so far (reconciliation at the end of the run).
         sandbox_env={"SANDBOX_CHAOS": args.chaos, "SANDBOX_BILLS_UNTIL_NOW": "true"},
         celery_workers=args.celery_workers,
@@ -634,14 +766,17 @@ def main(argv: list[str] | None = None) -> int:
     stats = Stats()
     results: dict[str, Any] = {"name": args.name, "args": vars(args), "timings": TIMINGS}
     started = time.monotonic()
-    with cluster:
+    with cluster, contextlib.ExitStack() as running:
         cluster.start()
         django_setup(cluster)
         import logging
 
         logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request would drown the report
         devices = prepare_devices(args.terminals)
-        say(f"cluster up: app {cluster.app_url}, sandbox {cluster.sandbox_url}, {len(devices)} devices")
+        receiver, receiver_url = start_webhooks(cluster, shares=args.webhook_chaos, seed=rng_seed + 5)
+        running.callback(receiver.stop)
+        say(f"cluster up: app {cluster.app_url}, sandbox {cluster.sandbox_url}, {len(devices)} devices; webhooks to "
+            f"a chaotic receiver ({args.webhook_chaos})")  # fmt: skip
 
         stop = threading.Event()
         low, high = (float(x) for x in args.kill_every.split(","))
@@ -733,6 +868,11 @@ def main(argv: list[str] | None = None) -> int:
         say("reconciliation: the run's days through the channels' bills, with planted differences")
         books = reconcile_run(rng_seed + 4)
         say(f"  {books.bills} bills, {books.rows} rows, {books.matched} matched, planted {books.planted}")
+        say("webhooks: the receiver recovers; waiting for the backlog")
+        hooks_drained = drain_webhooks(receiver_url, args.webhook_seconds)
+        say(f"  drained in {hooks_drained['seconds']:.0f} s ({hooks_drained['made_due']} retry waits made due, "
+            f"{hooks_drained['pending_left']} pending left)")  # fmt: skip
+        hooks, hooks_info = collect_webhook_invariants(cluster.logs / "chaos-receiver.jsonl")
         trouble = upstream_trouble_seen()
         secret_values = configured_secrets(cluster)
         kills = {name: process.kills for name, process in cluster.processes.items() if process.kills}
@@ -759,6 +899,7 @@ def main(argv: list[str] | None = None) -> int:
     invariant_rows.append(("reconciliation: differences not explained by the run", len(books.unexplained)))
     invariant_rows.append(("reconciliation: planted differences not found", len(books.missed)))
     invariant_rows.append(("reconciliation: bills not reconciled (refused, not ready)", len(books.not_reconciled)))
+    invariant_rows += list(hooks.counts().items())
     failed = [name for name, value in invariant_rows if not name.startswith("  ") and value != 0]
     info_rows: list[tuple[str, Any]] = [
         ("payments driven", stats.finished),
@@ -791,6 +932,18 @@ def main(argv: list[str] | None = None) -> int:
             "reconciliation: bills, rows, matched, carried, planted",
             f"{books.bills}, {books.rows}, {books.matched}, {books.carried}, {len(books.planted)}",
         ),
+        (
+            "webhook events / deliveries / attempts logged",
+            f"{hooks_info['events']} / {hooks_info['deliveries']} / {hooks_info['attempts logged']}",
+        ),
+        *hooks.info().items(),
+        ("  deliveries by attempts made", hooks_info["deliveries by attempts made"]),
+        ("webhook requests at the chaotic receiver", hooks_info["requests received"]),
+        ("  by answer", hooks_info["received, by answer"]),
+        (
+            "webhook backlog after the recovery: seconds, retry waits made due",
+            f"{hooks_drained['seconds']:.0f}, {hooks_drained['made_due']}",
+        ),
         ("load seconds / resolution seconds", f"{load_seconds:.0f} / {resolution_seconds:.0f}"),
         ("total seconds", f"{time.monotonic() - started:.0f}"),
     ]
@@ -814,6 +967,12 @@ def main(argv: list[str] | None = None) -> int:
         "reconciliation_unexplained": books.unexplained[:20],
         "reconciliation_missed": books.missed,
         "reconciliation_not_reconciled": books.not_reconciled[:20],
+        "webhooks_not_delivered": hooks.not_delivered[:20],
+        "webhooks_missing_events": hooks.missing_events[:20],
+        "webhooks_2xx_seen_twice": hooks.seen_twice_after_recorded_2xx[:20],
+        "webhooks_bad_signatures": hooks.bad_signatures[:20],
+        "webhooks_refund_before_payment": hooks.refund_before_payment[:20],
+        "webhooks_at_least_once_duplicates": hooks.at_least_once_duplicates[:20],
     }
     if failed:
         say("FAILED: " + "; ".join(failed))

@@ -129,3 +129,157 @@ def check(
         if count > 1:
             report.double_charges.append(number)
     return report
+
+
+# --- webhooks: what the merchants' systems were sent --------------------------------------------------------------
+
+# The event a payment's final status implies it was sent (a refunded payment was SUCCESS first), and a refund's.
+PAYMENT_EVENT_OF = {
+    "SUCCESS": "payment.succeeded",
+    "PARTIALLY_REFUNDED": "payment.succeeded",
+    "REFUNDED": "payment.succeeded",
+    "FAILED": "payment.failed",
+    "REVERSED": "payment.reversed",
+    "ATTENTION": "payment.attention",
+}
+REFUND_EVENT_OF = {"SUCCESS": "refund.succeeded", "FAILED": "refund.failed"}
+
+
+@dataclass(frozen=True)
+class WebhookDeliveryRow:
+    """One delivery as the database has it at the end: its endpoint (the receiver's path), its event, the payment the
+    event is about (its out_trade_no, from the event's data) and the event's creation order (its primary key)."""
+
+    endpoint: str
+    event_id: str
+    type: str
+    out_trade_no: str
+    status: str
+    sequence: int = 0
+
+
+@dataclass(frozen=True)
+class ReceivedRow:
+    """One request the receiver got, from its log: the answer is the status it sent ("200", "503", "400"),
+    "timeout" (held, then closed without an answer) or "reset"; times are the receiver's clock (Unix seconds)."""
+
+    endpoint: str
+    event_id: str
+    attempt: int
+    answer: str
+    received_at: float
+    answered_at: float
+    signature_ok: bool = True
+
+    @property
+    def ok(self) -> bool:
+        return self.answer.isdigit() and 200 <= int(self.answer) < 300
+
+
+def expected_webhook_events(
+    payments: Iterable[tuple[str, str]], refunds: Iterable[tuple[str, str]]
+) -> Counter[tuple[str, str]]:
+    """(out_trade_no, final status) of the payments and of the refunds of merchants with a subscribed endpoint → the
+    events that must exist: (out_trade_no, type) → how many at least."""
+    expected: Counter[tuple[str, str]] = Counter()
+    for number, status in payments:
+        if status in PAYMENT_EVENT_OF:
+            expected[(number, PAYMENT_EVENT_OF[status])] = 1
+    for number, status in refunds:
+        if status in REFUND_EVENT_OF:
+            expected[(number, REFUND_EVENT_OF[status])] += 1
+    return expected
+
+
+@dataclass
+class WebhookReport:
+    not_delivered: list[str] = field(default_factory=list)
+    missing_events: list[str] = field(default_factory=list)
+    seen_twice_after_recorded_2xx: list[str] = field(default_factory=list)
+    at_least_once_duplicates: list[str] = field(default_factory=list)
+    bad_signatures: list[str] = field(default_factory=list)
+    refund_before_payment: list[str] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        """The invariants (each must be 0); the at-least-once duplicates are reported apart (`info`)."""
+        return {
+            "webhook_events_not_delivered": len(self.not_delivered) + len(self.missing_events),
+            "  deliveries not DELIVERED after the receiver recovered": len(self.not_delivered),
+            "  events missing for payments' and refunds' final states": len(self.missing_events),
+            "webhook_2xx_seen_twice (sent again after a 2xx we recorded)": len(self.seen_twice_after_recorded_2xx),
+            "webhook deliveries with a bad signature": len(self.bad_signatures),
+            "webhook refund events before their payment's 2xx": len(self.refund_before_payment),
+        }
+
+    def info(self) -> dict[str, int]:
+        return {"webhook_at_least_once_duplicates (a 2xx we never recorded)": len(self.at_least_once_duplicates)}
+
+
+def check_webhooks(
+    deliveries: Iterable[WebhookDeliveryRow],
+    received: Iterable[ReceivedRow],
+    expected: Mapping[tuple[str, str], int],
+    recorded_2xx: set[tuple[str, str, int]],
+) -> WebhookReport:
+    """`deliveries`: every delivery once the backlog drained after the receiver recovered; `received`: the
+    receiver's log; `expected`: expected_webhook_events(); `recorded_2xx`: (endpoint, event_id, attempt number) of
+    every attempt our database logged with a 2xx answer.
+
+    An event received again after the receiver answered it 2xx is a duplicate: `webhook_2xx_seen_twice` when our
+    database had recorded that 2xx (it should never have been sent again), an at-least-once duplicate when it had
+    not (a worker killed between the answer and the record, or the sender's timeout just as the receiver answered).
+    A refund's event must not arrive at an endpoint before every earlier event of its payment there was answered
+    2xx."""
+    report = WebhookReport()
+    deliveries = list(deliveries)
+    by_event: dict[tuple[str, str], list[ReceivedRow]] = {}
+    for row in sorted(received, key=lambda r: r.received_at):
+        if not row.signature_ok:
+            report.bad_signatures.append(f"{row.endpoint} {row.event_id} attempt {row.attempt}")
+            continue
+        by_event.setdefault((row.endpoint, row.event_id), []).append(row)
+
+    for d in deliveries:
+        if d.status != "DELIVERED":
+            report.not_delivered.append(f"{d.endpoint} {d.event_id} {d.type} {d.out_trade_no} {d.status}")
+    present: Counter[tuple[str, str]] = Counter({key: len(ids) for key, ids in _distinct_events(deliveries).items()})
+    for (number, kind), count in sorted(expected.items()):
+        if present[(number, kind)] < count:
+            report.missing_events.append(f"{number} {kind}: {present[(number, kind)]} of {count}")
+
+    for (endpoint, event_id), rows in by_event.items():
+        for row in rows:
+            earlier_2xx = [r for r in rows if r is not row and r.ok and r.answered_at <= row.received_at]
+            if not earlier_2xx:
+                continue
+            recorded = [r for r in earlier_2xx if (endpoint, event_id, r.attempt) in recorded_2xx]
+            what = f"{endpoint} {event_id} attempt {row.attempt} after a 2xx to attempt {earlier_2xx[0].attempt}"
+            (report.seen_twice_after_recorded_2xx if recorded else report.at_least_once_duplicates).append(what)
+
+    first_arrival = {key: rows[0].received_at for key, rows in by_event.items()}
+    first_2xx = {
+        key: min(r.answered_at for r in rows if r.ok) for key, rows in by_event.items() if any(r.ok for r in rows)
+    }
+    payment_events: dict[tuple[str, str], list[WebhookDeliveryRow]] = {}
+    for d in deliveries:
+        if d.type.startswith("payment."):
+            payment_events.setdefault((d.endpoint, d.out_trade_no), []).append(d)
+    for refund in deliveries:
+        arrived = first_arrival.get((refund.endpoint, refund.event_id))
+        if not refund.type.startswith("refund.") or arrived is None:
+            continue
+        for payment in payment_events.get((refund.endpoint, refund.out_trade_no), []):
+            answered = first_2xx.get((payment.endpoint, payment.event_id))
+            if payment.sequence < refund.sequence and (answered is None or answered > arrived):
+                report.refund_before_payment.append(
+                    f"{refund.endpoint} {refund.out_trade_no}: {refund.type} {refund.event_id} before "
+                    f"{payment.type} {payment.event_id}"
+                )
+    return report
+
+
+def _distinct_events(deliveries: list[WebhookDeliveryRow]) -> dict[tuple[str, str], set[str]]:
+    events: dict[tuple[str, str], set[str]] = {}
+    for d in deliveries:
+        events.setdefault((d.out_trade_no, d.type), set()).add(d.event_id)
+    return events

@@ -199,6 +199,8 @@ def post(pool: urllib3.PoolManager, claim: Claimed) -> Sent:
                 response.close()
         finally:
             response.release_conn()
+    except urllib3.exceptions.NewConnectionError as exc:  # refused or unreachable (a ConnectTimeoutError subclass)
+        sent.error = f"{type(exc).__name__}: {exc}"[:200]
     except urllib3.exceptions.TimeoutError:
         sent.error = "timeout"
     except urllib3.exceptions.HTTPError as exc:

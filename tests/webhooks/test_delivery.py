@@ -147,6 +147,19 @@ def test_timeouts_and_dropped_connections_are_failed_attempts_not_errors(shop, r
     assert WebhookDelivery.objects.get().status == Status.PENDING
 
 
+def test_a_refused_connection_is_recorded_as_such_not_as_a_timeout(shop):
+    import socket
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    endpoint_for(shop.merchant, f"http://127.0.0.1:{port}/")
+    shop.pay(1000)
+    deliver()
+    error = WebhookAttempt.objects.get().error
+    assert error.startswith("NewConnectionError") and "timeout" not in error.lower()
+
+
 def test_a_refund_event_never_overtakes_its_payments(shop, receiver, monkeypatch):
     endpoint_for(shop.merchant, receiver.url)
     receiver.answer = lambda request: 500  # the receiver is down when the payment's event is first sent
