@@ -4,9 +4,6 @@ every create and revoke goes through `merchant_api.services`, which audits it.""
 
 from __future__ import annotations
 
-import secrets
-import time
-
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -15,8 +12,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
 
+from portal import shown_once
 from portal.errors import InvalidInput, InvalidState
-from portal.fields import decrypt, encrypt
 from portal.forms import add_service_errors
 from portal.permissions import Action, require
 from portal.selectors import membership_of, merchants_visible_to
@@ -25,9 +22,6 @@ from portal.views_onboarding import paginate
 from . import selectors, services
 from .forms import ApiClientForm
 from .models import MerchantApiClient
-
-_SECRET_HANDOFF = "merchant_api_secret_once"
-_SECRET_HANDOFF_SECONDS = 300
 
 
 def _client(request: HttpRequest, pk: int) -> MerchantApiClient:
@@ -66,16 +60,9 @@ def client_create(request: HttpRequest) -> HttpResponse:
 
 
 def _show_secret_once(request: HttpRequest, *, client: MerchantApiClient, secret: str) -> HttpResponse:
-    """Redirect (POST → GET) to the page that shows the new secret. It waits in the session encrypted under
-    FIELD_ENCRYPTION_KEY, for at most five minutes, and is removed when shown: reloading the page neither shows it
-    again nor creates a second client."""
-    token = secrets.token_urlsafe(16)
-    request.session[_SECRET_HANDOFF] = {
-        "token": token,
-        "client": client.pk,
-        "secret": encrypt(secret),
-        "until": time.time() + _SECRET_HANDOFF_SECONDS,
-    }
+    """Redirect (POST → GET) to the page that shows the new secret once (`portal.shown_once`): reloading it neither
+    shows it again nor creates a second client."""
+    token = shown_once.hold(request, f"api_client_secret:{client.pk}", {"secret": secret})
     return redirect("portal:merchant_api_client_secret", pk=client.pk, token=token)
 
 
@@ -83,20 +70,13 @@ def _show_secret_once(request: HttpRequest, *, client: MerchantApiClient, secret
 def client_secret(request: HttpRequest, pk: int, token: str) -> HttpResponse:
     """The only response that ever carries a client secret; never cached. Shown once."""
     client = _client(request, pk)
-    held = request.session.get(_SECRET_HANDOFF) or {}
-    secret = None
-    if held.get("token") == token and held.get("client") == client.pk:
-        del request.session[_SECRET_HANDOFF]
-        if held["until"] >= time.time():
-            secret = decrypt(held["secret"])
+    secret = (shown_once.take(request, f"api_client_secret:{client.pk}", token) or {}).get("secret")
     context = {
         "client": client,
         "secret": secret,
         "token_url": settings.PUBLIC_BASE_URL.rstrip("/") + reverse("merchant:token"),
     }
-    response = render(request, "merchant_api/client_secret.html", context)
-    response["Cache-Control"] = "no-store"
-    return response
+    return shown_once.no_store(render(request, "merchant_api/client_secret.html", context))
 
 
 @login_required

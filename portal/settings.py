@@ -88,7 +88,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django_otp.middleware.OTPMiddleware",  # request.user.is_verified(): this session passed the second factor
+    "django_otp.middleware.OTPMiddleware",  # request.user.is_verified(): this sign-in passed the second factor
     "django.contrib.messages.middleware.MessageMiddleware",
     "portal.two_factor.SignInStepsMiddleware",  # second factor and a forced password change come before any page
     "django.middleware.clickjacking.XFrameOptionsMiddleware",

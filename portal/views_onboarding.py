@@ -9,7 +9,6 @@ only then is the action checked (403), so a foreign id never reveals whether it 
 from __future__ import annotations
 
 import secrets
-import time
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -24,9 +23,8 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from portal import services
+from portal import services, shown_once
 from portal.errors import InvalidInput, InvalidState
-from portal.fields import decrypt, encrypt
 from portal.forms import CredentialsForm, DeviceRegisterForm, MerchantForm, StoreForm, add_service_errors
 from portal.models import ChannelCredentials, Merchant, ServiceProvider, Store
 from portal.permissions import Action, can, require
@@ -472,22 +470,10 @@ def store_toggle(request: HttpRequest, pk: int) -> HttpResponse:
 # --- devices -----------------------------------------------------------------------------------------------------
 
 
-_SECRET_HANDOFF = "device_secret_once"
-_SECRET_HANDOFF_SECONDS = 300
-
-
 def _show_secret_once(request: HttpRequest, *, device, secret: str, rotated: bool) -> HttpResponse:
-    """After registering or rotating, redirect (POST → GET) to the page that shows the new secret. The secret waits
-    in the session encrypted under FIELD_ENCRYPTION_KEY, for at most five minutes, and is removed when shown: reloading
-    the page neither shows it again nor registers a second device or rotates a second time."""
-    token = secrets.token_urlsafe(16)
-    request.session[_SECRET_HANDOFF] = {
-        "token": token,
-        "device": device.pk,
-        "rotated": rotated,
-        "secret": encrypt(secret),
-        "until": time.time() + _SECRET_HANDOFF_SECONDS,
-    }
+    """After registering or rotating, redirect (POST → GET) to the page that shows the new secret once
+    (`portal.shown_once`): reloading it neither shows it again nor registers a second device or rotates again."""
+    token = shown_once.hold(request, f"device_secret:{device.pk}", {"rotated": rotated, "secret": secret})
     return redirect("portal:device_secret", pk=device.pk, token=token)
 
 
@@ -495,21 +481,17 @@ def _show_secret_once(request: HttpRequest, *, device, secret: str, rotated: boo
 def device_secret(request: HttpRequest, pk: int, token: str) -> HttpResponse:
     """The only response that ever carries a device secret; never cached. Shown once."""
     device = _device_for_write(request, pk)
-    held = request.session.get(_SECRET_HANDOFF) or {}
-    secret = None
-    if held.get("token") == token and held.get("device") == device.pk:
-        del request.session[_SECRET_HANDOFF]
-        if held["until"] >= time.time():
-            secret = decrypt(held["secret"])
+    held = shown_once.take(request, f"device_secret:{device.pk}", token) or {}
+    secret = held.get("secret")
     api_base = reverse("terminal:heartbeat").removesuffix("heartbeat")
     server_url = settings.PUBLIC_BASE_URL.rstrip("/") + api_base
-    response = render(
-        request,
-        "portal/onboarding/device_secret.html",
-        {"device": device, "secret": secret, "server_url": server_url, "rotated": held.get("rotated", False)},
+    return shown_once.no_store(
+        render(
+            request,
+            "portal/onboarding/device_secret.html",
+            {"device": device, "secret": secret, "server_url": server_url, "rotated": held.get("rotated", False)},
+        )
     )
-    response["Cache-Control"] = "no-store"
-    return response
 
 
 @login_required

@@ -9,10 +9,6 @@ five minutes and are removed when the page shows them.
 
 from __future__ import annotations
 
-import json
-import secrets
-import time
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -27,16 +23,13 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from portal import two_factor, users
+from portal import shown_once, two_factor, users
 from portal.errors import DomainError, Forbidden, InvalidInput, InvalidState
-from portal.fields import decrypt, encrypt
 from portal.forms import StaffCreateForm, StaffRoleForm, TwoFactorEnrolForm, TwoFactorVerifyForm, add_service_errors
 from portal.models import StaffMembership
 from portal.permissions import Action, require
 
 PAGE_SIZE = 25
-_ONCE = "shown_once"
-_ONCE_SECONDS = 300
 
 
 def safe_next(request: HttpRequest, default: str = "portal:home") -> str:
@@ -45,31 +38,6 @@ def safe_next(request: HttpRequest, default: str = "portal:home") -> str:
     if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
         return target
     return reverse(default)
-
-
-def _hold_once(request: HttpRequest, kind: str, value: dict) -> str:
-    """Keep `value` for the one page that shows it (encrypted in the session, five minutes); returns its token."""
-    token = secrets.token_urlsafe(16)
-    request.session[_ONCE] = {
-        "token": token,
-        "kind": kind,
-        "value": encrypt(json.dumps(value)),
-        "until": time.time() + _ONCE_SECONDS,
-    }
-    return token
-
-
-def _take_once(request: HttpRequest, kind: str, token: str) -> dict | None:
-    held = request.session.get(_ONCE) or {}
-    if held.get("token") != token or held.get("kind") != kind:
-        return None
-    del request.session[_ONCE]
-    return json.loads(decrypt(held["value"])) if held["until"] >= time.time() else None
-
-
-def _no_store(response: HttpResponse) -> HttpResponse:
-    response["Cache-Control"] = "no-store"
-    return response
 
 
 def _confirmed(request: HttpRequest) -> bool:
@@ -133,7 +101,7 @@ def staff_create(request: HttpRequest) -> HttpResponse:
         except InvalidInput as exc:
             add_service_errors(form, exc)
         else:
-            token = _hold_once(request, "password", {"membership": membership.pk, "password": password})
+            token = shown_once.hold(request, "password", {"membership": membership.pk, "password": password})
             return redirect("portal:staff_password", pk=membership.pk, token=token)
     status = 400 if form.errors else 200
     return render(request, "portal/users/form.html", {"form": form}, status=status)
@@ -222,7 +190,7 @@ def staff_reset_password(request: HttpRequest, pk: int) -> HttpResponse:
     except Forbidden as exc:
         _service_error(request, exc)
         return redirect("portal:staff_detail", pk=pk)
-    token = _hold_once(request, "password", {"membership": membership.pk, "password": password, "reset": True})
+    token = shown_once.hold(request, "password", {"membership": membership.pk, "password": password, "reset": True})
     return redirect("portal:staff_password", pk=pk, token=token)
 
 
@@ -253,10 +221,10 @@ def staff_reset_two_factor(request: HttpRequest, pk: int) -> HttpResponse:
 def staff_password(request: HttpRequest, pk: int, token: str) -> HttpResponse:
     """The only response that ever carries a generated password; never cached. Shown once."""
     membership = _staff(request, pk)
-    held = _take_once(request, "password", token)
+    held = shown_once.take(request, "password", token)
     password = held["password"] if held and held["membership"] == membership.pk else None
     context = {"staff": membership, "password": password, "reset": bool(held and held.get("reset"))}
-    return _no_store(render(request, "portal/users/password.html", context))
+    return shown_once.no_store(render(request, "portal/users/password.html", context))
 
 
 # --- one's own second factor ---------------------------------------------------------------------------------------
@@ -289,7 +257,7 @@ def two_factor_setup(request: HttpRequest) -> HttpResponse:
     form = TwoFactorEnrolForm(request.POST or None, device=device)
     if request.method == "POST" and form.is_valid():
         codes = two_factor.confirm_authenticator(request, device)
-        token = _hold_once(request, "recovery_codes", {"codes": codes, "next": safe_next(request)})
+        token = shown_once.hold(request, "recovery_codes", {"codes": codes, "next": safe_next(request)})
         return redirect("portal:two_factor_codes", token=token)
     context = {
         "form": form,
@@ -298,7 +266,7 @@ def two_factor_setup(request: HttpRequest) -> HttpResponse:
         "secret": two_factor.secret_text(device),
         "next": safe_next(request),
     }
-    return _no_store(render(request, "portal/two_factor/setup.html", context))
+    return shown_once.no_store(render(request, "portal/two_factor/setup.html", context))
 
 
 @login_required
@@ -307,16 +275,16 @@ def two_factor_new_codes(request: HttpRequest) -> HttpResponse:
     if not two_factor.has_device(request.user):
         return redirect("portal:two_factor_setup")
     codes = two_factor.regenerate_recovery_codes(request.user)
-    token = _hold_once(request, "recovery_codes", {"codes": codes, "next": reverse("portal:two_factor_setup")})
+    token = shown_once.hold(request, "recovery_codes", {"codes": codes, "next": reverse("portal:two_factor_setup")})
     return redirect("portal:two_factor_codes", token=token)
 
 
 @login_required
 def two_factor_codes(request: HttpRequest, token: str) -> HttpResponse:
     """The only response that ever carries recovery codes; never cached. Shown once."""
-    held = _take_once(request, "recovery_codes", token)
+    held = shown_once.take(request, "recovery_codes", token)
     context = {"codes": held["codes"] if held else None, "next": held["next"] if held else reverse("portal:home")}
-    return _no_store(render(request, "portal/two_factor/recovery_codes.html", context))
+    return shown_once.no_store(render(request, "portal/two_factor/recovery_codes.html", context))
 
 
 @login_required

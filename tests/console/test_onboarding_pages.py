@@ -527,7 +527,7 @@ def test_register_shows_the_secret_once(client, world):
 def test_a_secret_page_is_for_its_session_and_device_only_and_expires(client, world, monkeypatch):
     from django.test import Client
 
-    from portal import views_onboarding
+    from portal import shown_once
 
     user = as_user(client, world["a_admin"])
     posted = user.post(url("device_register", world["store_a"].pk), {"device_id": "POS-8"})
@@ -543,8 +543,8 @@ def test_a_secret_page_is_for_its_session_and_device_only_and_expires(client, wo
     other = location.replace(f"/devices/{pos8.pk}/", f"/devices/{world['device_a'].pk}/")
     assert secret not in user.get(other).content.decode()
     # after five minutes the hand-off has expired
-    later = views_onboarding.time.time() + 301
-    monkeypatch.setattr(views_onboarding.time, "time", lambda: later)
+    later = shown_once.time.time() + 301
+    monkeypatch.setattr(shown_once.time, "time", lambda: later)
     assert secret not in user.get(location).content.decode()
 
 
