@@ -22,8 +22,6 @@ from collections import Counter, defaultdict, deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import reduce
-from operator import or_
 
 import urllib3
 from django.conf import settings
@@ -47,6 +45,7 @@ _CLAIM_BATCH = 200
 _MAX_DRAINED = 64 * 1024  # bytes of an answer read past the excerpt to keep its connection
 _FLUSH_EVERY = 0.1  # seconds: answers are written in bulk at least this often
 _IDLE_LINGER = 1.0  # seconds a drain waits for new work before it ends (a kick within this is served at once)
+_POLL_FIRST, _POLL_MAX = 0.05, 0.4  # seconds between claims that find nothing: doubling from the first to the most
 _running = threading.Lock()  # one drain per process; another task arriving meanwhile returns at once
 
 
@@ -112,11 +111,22 @@ class _Target:
     secrets: tuple[str, ...]
 
 
-def _targets(endpoint_ids: set[int], now: datetime) -> dict[int, _Target]:
+def _targets(endpoint_ids: set[int], now: datetime, opened: dict[str, str] | None = None) -> dict[int, _Target]:
     """URL and signing secrets of the active ones among `endpoint_ids` (read fresh on every claim, so an edit, a
-    rotation or a switch-off applies to the next attempt)."""
+    rotation or a switch-off applies to the next attempt). `opened`: secrets already decrypted in this drain, by
+    their stored (encrypted) form, so each is decrypted once per drain rather than once per claim."""
+    opened = {} if opened is None else opened
+
+    def reveal(secret) -> str:
+        token = secret._token
+        if token is None:
+            return secret.reveal()
+        if token not in opened:
+            opened[token] = secret.reveal()
+        return opened[token]
+
     return {
-        endpoint.pk: _Target(endpoint.url, tuple(signing_secrets(endpoint, now)))
+        endpoint.pk: _Target(endpoint.url, tuple(signing_secrets(endpoint, now, reveal=reveal)))
         for endpoint in WebhookEndpoint.objects.filter(pk__in=endpoint_ids, is_active=True)
     }
 
@@ -127,46 +137,57 @@ def lease_seconds() -> float:
     return settings.WEBHOOK_TIMEOUT * (_PREFETCH + 1) + _LEASE_MARGIN
 
 
-def claim(*, limit: int, room: dict[int, int] | None = None, busy: set[int] = frozenset()) -> list[Claimed]:
+_CLAIM_COLUMNS = ("pk", "endpoint_id", "attempts", "retry_step", "event__event_id", "event__type", "event__body")
+
+
+def claim(
+    *,
+    limit: int,
+    room: dict[int, int] | None = None,
+    busy: set[int] = frozenset(),
+    opened: dict[str, str] | None = None,
+) -> list[Claimed]:
     """Lease up to `limit` due deliveries of active endpoints; `room`: how many more each endpoint may take now
-    (default: its concurrency times the prefetch), `busy`: endpoints that may take none."""
+    (default: its concurrency times the prefetch), `busy`: endpoints that may take none; `opened`: see `_targets`."""
     now = _now()
     lease = now + timedelta(seconds=lease_seconds())
     room = dict(room or {})
     with transaction.atomic():
+        # Plain tuples, not model instances: a claim reads a few hundred rows many times a second.
         rows = list(
-            _due(now, set(busy)).select_for_update(skip_locked=True, of=("self",)).select_related("event")[:limit]
+            _due(now, set(busy)).select_for_update(skip_locked=True, of=("self",)).values_list(*_CLAIM_COLUMNS)[:limit]
         )
-        targets = _targets({row.endpoint_id for row in rows}, now)
+        targets = _targets({row[1] for row in rows}, now, opened)
         taken, parked = [], []
         for row in rows:
-            if row.endpoint_id not in targets:
-                parked.append(row.pk)  # switched off while it was in flight
+            pk, endpoint_id = row[0], row[1]
+            if endpoint_id not in targets:
+                parked.append(pk)  # switched off while it was in flight
                 continue
-            left = room.get(row.endpoint_id, settings.WEBHOOK_ENDPOINT_CONCURRENCY * _PREFETCH)
+            left = room.get(endpoint_id, settings.WEBHOOK_ENDPOINT_CONCURRENCY * _PREFETCH)
             if left <= 0:
                 continue  # the endpoint has enough claimed: the row stays due, untouched
-            room[row.endpoint_id] = left - 1
+            room[endpoint_id] = left - 1
             taken.append(row)
         if parked:
             WebhookDelivery.objects.filter(pk__in=parked).update(next_attempt_at=None)
         if taken:
-            WebhookDelivery.objects.filter(pk__in=[row.pk for row in taken]).update(
+            WebhookDelivery.objects.filter(pk__in=[row[0] for row in taken]).update(
                 attempts=F("attempts") + 1, next_attempt_at=lease, last_attempt_at=now
             )
     return [
         Claimed(
-            delivery_id=row.pk,
-            endpoint_id=row.endpoint_id,
-            number=row.attempts + 1,  # the row was locked: the UPDATE above made it exactly this
-            retry_step=row.retry_step,  # a PENDING row's step changes only through its attempts' answers
-            url=targets[row.endpoint_id].url,
-            event_id=row.event.event_id,
-            event_type=row.event.type,
-            body=row.event.body.encode("utf-8"),
-            secrets=targets[row.endpoint_id].secrets,
+            delivery_id=pk,
+            endpoint_id=endpoint_id,
+            number=attempts + 1,  # the row was locked: the UPDATE above made it exactly this
+            retry_step=retry_step,  # a PENDING row's step changes only through its attempts' answers
+            url=targets[endpoint_id].url,
+            event_id=event_id,
+            event_type=event_type,
+            body=body.encode("utf-8"),
+            secrets=targets[endpoint_id].secrets,
         )
-        for row in taken
+        for pk, endpoint_id, attempts, retry_step, event_id, event_type, body in taken
     ]
 
 
@@ -213,45 +234,41 @@ def post(pool: urllib3.PoolManager, claim: Claimed) -> Sent:
 
 
 def record(results: list[Sent]) -> None:
-    """Write the answers of finished attempts: the deliveries' new state and the attempt log, in one transaction."""
+    """Write the answers of finished attempts: the deliveries' new state and the attempt log, in one transaction.
+    Each delivery row is written only if it still carries this attempt's number."""
     if not results:
         return
     now = _now()
     schedule = settings.WEBHOOK_RETRY_SCHEDULE
     delivered, retried = [], []
     for sent in results:
-        code = sent.status_code
-        error = sent.error or ("" if sent.ok else f"HTTP {code}")
+        claimed, code = sent.claim, sent.status_code
         if sent.ok:
-            delivered.append((code, now, sent.claim.delivery_id, sent.claim.number))
+            delivered.append((code, now, claimed.delivery_id, claimed.number))
         else:
-            retried.append((code, error[:200], sent.claim.delivery_id, sent.claim.number, sent.claim.retry_step))
-    table = WebhookDelivery._meta.db_table
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            for code in {row[0] for row in delivered}:
-                # One statement per answer code (nearly always one): each row only if it still carries this attempt.
-                attempt_of = reduce(or_, (Q(pk=pk, attempts=number) for c, _, pk, number in delivered if c == code))
-                WebhookDelivery.objects.filter(attempt_of, status=Status.PENDING).update(
-                    status=Status.DELIVERED,
-                    next_attempt_at=None,
-                    last_status_code=code,
-                    last_error="",
-                    delivered_at=now,
-                )
-            if retried:
-                params = []
-                for code, error, pk, number, step in retried:
-                    if step >= len(schedule):
-                        params.append(("FAILED", None, step, code, error, pk, number))
-                    else:
-                        params.append(("PENDING", now + timedelta(seconds=schedule[step]), step + 1, code, error, pk,
-                                       number))  # fmt: skip
-                cursor.executemany(
-                    f"UPDATE {table} SET status = %s, next_attempt_at = %s, retry_step = %s, last_status_code = %s, "
-                    f"last_error = %s WHERE id = %s AND attempts = %s AND status = 'PENDING'",
-                    params,
-                )
+            error = (sent.error or f"HTTP {code}")[:200]
+            step = claimed.retry_step
+            if step >= len(schedule):
+                retried.append(("FAILED", None, step, code, error, claimed.delivery_id, claimed.number))
+            else:
+                wait_until = now + timedelta(seconds=schedule[step])
+                retried.append(("PENDING", wait_until, step + 1, code, error, claimed.delivery_id, claimed.number))
+    table = connection.ops.quote_name(WebhookDelivery._meta.db_table)
+    only_this_attempt = "WHERE id = %s AND attempts = %s AND status = 'PENDING'"
+    with transaction.atomic(), connection.cursor() as cursor:
+        # Raw statements, many rows each: the ORM's per-row cost was most of a delivery's CPU.
+        if delivered:
+            cursor.executemany(
+                f"UPDATE {table} SET status = 'DELIVERED', next_attempt_at = NULL, last_status_code = %s, "
+                f"last_error = '', delivered_at = %s {only_this_attempt}",
+                delivered,
+            )
+        if retried:
+            cursor.executemany(
+                f"UPDATE {table} SET status = %s, next_attempt_at = %s, retry_step = %s, last_status_code = %s, "
+                f"last_error = %s {only_this_attempt}",
+                retried,
+            )
         WebhookAttempt.objects.bulk_create(
             WebhookAttempt(
                 delivery_id=sent.claim.delivery_id,
@@ -308,12 +325,12 @@ def _drain(client: urllib3.PoolManager, budget: float) -> DrainResult:
     inflight: dict[Future, Claimed] = {}
     finished: list[Sent] = []
     flushed_at = last_work = time.monotonic()
-    claim_next = 0.0
+    claim_next, poll = 0.0, _POLL_FIRST
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="webhook") as pool:
         while True:
             moment = time.monotonic()
             room = threads * _PREFETCH - sum(held.values())
-            if moment < deadline and room >= threads and moment >= claim_next:
+            if moment < deadline and room >= threads * _PREFETCH // 2 and moment >= claim_next:
                 depth = {
                     pk: (per_endpoint if pk in struggling else per_endpoint * _PREFETCH) - n for pk, n in held.items()
                 }
@@ -324,8 +341,9 @@ def _drain(client: urllib3.PoolManager, budget: float) -> DrainResult:
                     held[item.endpoint_id] += 1
                 if fresh:
                     last_work = moment
-                # Nothing (more) claimable: look again shortly, not on every loop.
-                claim_next = moment if len(fresh) >= limit else moment + 0.05
+                # All there was: look again shortly, not on every loop; less and less often while there is nothing.
+                poll = _POLL_FIRST if fresh or inflight else min(poll * 2, _POLL_MAX)
+                claim_next = moment if len(fresh) >= limit else moment + poll
             for pk in [pk for pk, waiting in queued.items() if waiting]:
                 while queued[pk] and running[pk] < per_endpoint and len(inflight) < threads:
                     item = queued[pk].popleft()
@@ -349,7 +367,7 @@ def _drain(client: urllib3.PoolManager, budget: float) -> DrainResult:
             elif moment >= deadline or moment - last_work >= _IDLE_LINGER:
                 break
             else:
-                time.sleep(max(0.0, min(0.05, claim_next - moment)))
+                time.sleep(max(0.0, min(_POLL_MAX, claim_next - moment, last_work + _IDLE_LINGER - moment)))
             moment = time.monotonic()
             if finished and (moment - flushed_at >= _FLUSH_EVERY or len(finished) >= _CLAIM_BATCH or not inflight):
                 _flush(finished, result)

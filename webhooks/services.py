@@ -26,6 +26,7 @@ from rest_framework.fields import DateTimeField
 
 from portal import jobs
 from portal.errors import InvalidInput, InvalidState
+from portal.fields import Secret
 from portal.models import Merchant
 from portal.services import audit_record
 from webhooks.models import SUBSCRIBABLE, EventType, WebhookDelivery, WebhookEndpoint, WebhookEvent
@@ -220,15 +221,18 @@ def endpoint_rotate_secret(*, endpoint: WebhookEndpoint, user: AbstractBaseUser 
     return secret
 
 
-def signing_secrets(endpoint: WebhookEndpoint, now: datetime | None = None) -> list[str]:
-    """The secrets a delivery is signed with now: the current one, then the previous one during its overlap."""
-    found = [endpoint.secret.reveal()]
+def signing_secrets(
+    endpoint: WebhookEndpoint, now: datetime | None = None, *, reveal: Callable[[Secret], str] = Secret.reveal
+) -> list[str]:
+    """The secrets a delivery is signed with now: the current one, then the previous one during its overlap.
+    `reveal` decrypts one (the sender passes one that remembers what it decrypted)."""
+    found = [reveal(endpoint.secret)]
     if (
         endpoint.previous_secret
         and endpoint.previous_secret_expires_at
         and endpoint.previous_secret_expires_at > (now or _now())
     ):
-        found.append(endpoint.previous_secret.reveal())
+        found.append(reveal(endpoint.previous_secret))
     return found
 
 

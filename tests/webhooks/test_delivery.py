@@ -195,7 +195,12 @@ def test_a_killed_worker_leaves_a_lease_and_the_event_is_sent_again_once_it_runs
     [second] = delivery.claim(limit=10)
     assert second.delivery_id == first.delivery_id and second.number == first.number + 1
 
-    # The dead worker's answer arriving late does not overwrite the newer attempt's state.
+    # The dead worker's answer arriving late, while the newer attempt is in flight or after it, does not overwrite
+    # the newer attempt's state (its lease, its retry step, its outcome).
+    leased = WebhookDelivery.objects.get()
+    delivery.record([delivery.Sent(claim=first, started_at=later, headers={}, status_code=500)])
+    row = WebhookDelivery.objects.get()
+    assert (row.status, row.retry_step, row.next_attempt_at) == (Status.PENDING, 0, leased.next_attempt_at)
     client = delivery.new_client()
     delivery.record([delivery.post(client, second)])
     delivery.record([delivery.Sent(claim=first, started_at=later, headers={}, status_code=500)])
@@ -356,3 +361,16 @@ def test_a_switched_off_endpoint_waits_without_blocking_the_others_and_resumes_w
     services.endpoint_update(endpoint=off, url=off.url, events=off.events, description="", is_active=True, user=None)
     deliver()
     assert len([r for r in receiver.received if r.path.endswith("/off")]) == 30
+
+
+def test_an_idle_drain_looks_for_work_less_and_less_often(monkeypatch, db):
+    """Every worker runs a drain every 2 s (the beat): with nothing to send it lingers a second, claiming at 50, 100,
+    200, 400 ms gaps rather than every 50 ms."""
+    monkeypatch.setattr(delivery, "_IDLE_LINGER", 1.0)
+    claims = []
+    real_claim = delivery.claim
+    monkeypatch.setattr(delivery, "claim", lambda **kwargs: claims.append(time.monotonic()) or real_claim(**kwargs))
+    result = deliver()
+    assert result.sent == 0 and 0.9 <= result.seconds < 1.5
+    gaps = [round(later - earlier, 2) for earlier, later in zip(claims, claims[1:], strict=False)]
+    assert 4 <= len(claims) <= 6 and gaps == sorted(gaps), gaps
