@@ -7,7 +7,8 @@ timeouts switchable at run time). In one invocation, interleaved rounds of:
 - the capacity scenarios (bench/capacity.py): paced terminals following the real payment sequence at offered rates,
   with and without password users, with a healthy and a degraded upstream;
 
-then payments while a tenth of the merchants' webhook endpoints are down, many long-polls held open at once on one
+then payments while a tenth of the merchants' webhook endpoints are down, what the metrics cost per payment (rounds
+with METRICS_ENABLED on, scraped, and off: bench/metrics_overhead.py), many long-polls held open at once on one
 node, PostgreSQL's own insert rate and commits per payment, one webhook delivery process's throughput
 (bench/webhooks.py), protocol CPU cost against wechatpy / wechatpayv3, and a pyinstrument profile of the payment
 path. Writes bench/results/<name>.json and .md.
@@ -37,7 +38,7 @@ from typing import Any
 
 import httpx
 
-from bench import capacity
+from bench import capacity, metrics_overhead
 from bench import webhooks as webhook_bench
 from bench.cluster import ROOT, Cluster, django_setup
 from bench.faults import machine
@@ -415,11 +416,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--webhook-merchants", type=int, default=20, help="merchants (endpoints) of A and B")
     parser.add_argument("--webhooks-only", action="store_true", help="only the two webhook parts")
     parser.add_argument(
+        "--metrics-rounds", type=int, default=3,
+        help="round pairs of the metrics' cost: METRICS_ENABLED on (scraped) and off, each pair starting with the "
+        "other mode (0: not measured)",
+    )  # fmt: skip
+    parser.add_argument("--metrics-payment-rate", type=float, default=25, help="payments/s offered in on and off")
+    parser.add_argument("--metrics-seconds", type=float, default=30, help="seconds of arrivals per round of on / off")
+    parser.add_argument("--metrics-scrape-seconds", type=float, default=15, help="scrape interval in on")
+    parser.add_argument("--metrics-only", action="store_true", help="only the metrics' cost")
+    parser.add_argument(
         "--name",
-        help="results file name (default: bench; capacity with --capacity-only, webhooks with --webhooks-only)",
+        help="results file name (default: bench; capacity with --capacity-only, webhooks with --webhooks-only, "
+        "metrics with --metrics-only)",
     )
     args = parser.parse_args(argv)
-    args.name = args.name or ("capacity" if args.capacity_only else "webhooks" if args.webhooks_only else "bench")
+    if sum((args.capacity_only, args.webhooks_only, args.metrics_only)) > 1:
+        parser.error("--capacity-only, --webhooks-only and --metrics-only exclude each other")
+    only = {"capacity": args.capacity_only, "webhooks": args.webhooks_only, "metrics": args.metrics_only}
+    args.name = args.name or next((name for name, chosen in only.items() if chosen), "bench")
     return args
 
 
@@ -466,9 +480,10 @@ def main(argv: list[str] | None = None) -> int:
         from sandbox.management.commands.seed_demo import DEMO_PASSWORD
 
         call_command("seed_demo", "--allow-in-production", stdout=io.StringIO())  # output names secrets: not printed
-        others = not args.webhooks_only
+        others = not args.webhooks_only and not args.metrics_only
+        webhooks = not args.capacity_only and not args.metrics_only
         specs = prepare(cluster, args.terminals) if others and not args.capacity_only else []
-        devices = capacity.register_devices(args.capacity_devices) if others else []
+        devices = capacity.register_devices(args.capacity_devices) if others or args.metrics_only else []
         console = capacity.Console(cluster.app_url, capacity.CONSOLE_USER, DEMO_PASSWORD)
         run = (*SCENARIOS, *(paced_scenario(i) for i in args.paced_intervals)) if specs else ()
         plan = capacity.plan(args.capacity_rates, args.password_share, args.degraded_share) if others else []
@@ -510,13 +525,22 @@ def main(argv: list[str] | None = None) -> int:
                     for scenario in plan
                 },
             }  # fmt: skip
-        if not args.capacity_only and args.webhook_outage_rounds:
+        if webhooks and args.webhook_outage_rounds:
             print("webhooks: payments while a tenth of the endpoints are down", flush=True)
             webhook_results["outage"] = webhook_bench.outage_rounds(
                 cluster, rounds=args.webhook_outage_rounds, rate=args.webhook_payment_rate,
                 seconds=args.webhook_outage_seconds,
                 processes=args.load_processes, poisson=args.arrivals == "poisson",
                 latency_ms=args.capacity_latency_ms, merchants=args.webhook_merchants,
+            )  # fmt: skip
+        if (args.metrics_only or others and not args.capacity_only) and args.metrics_rounds:
+            print("metrics: payments with METRICS_ENABLED on (scraped) and off, the processes restarted for each",
+                  flush=True)  # fmt: skip
+            results["metrics"] = metrics_overhead.run(
+                cluster, devices=devices, rounds=args.metrics_rounds, rate=args.metrics_payment_rate,
+                seconds=args.metrics_seconds, scrape_seconds=args.metrics_scrape_seconds,
+                processes=args.load_processes, poisson=args.arrivals == "poisson",
+                latency_ms=args.capacity_latency_ms,
             )  # fmt: skip
         if args.long_polls and others:
             results["long_polls"] = capacity.run_long_polls(
@@ -527,7 +551,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {polls['terminals']} terminals long-polling, {polls['requests']} requests: answered "
                   f"{polls['answered']}, most held at once {polls['peak_held_server']}, timeouts {polls['timeouts']}, "
                   f"errors {sum(polls['errors'].values())}", flush=True)  # fmt: skip
-        if not args.capacity_only and args.webhook_deliveries:
+        if webhooks and args.webhook_deliveries:
             print(f"webhooks: {args.webhook_rounds} rounds of one delivery process, {args.webhook_deliveries} events",
                   flush=True)  # fmt: skip
             webhook_results["throughput"] = webhook_bench.throughput(
@@ -547,7 +571,7 @@ def main(argv: list[str] | None = None) -> int:
                     results["profile_error"] = repr(exc)
         if others and not args.capacity_only and args.reconcile_rows:
             results["reconcile"] = reconcile_bill(cluster, args.reconcile_rows, own_environment)
-    if not args.webhooks_only and not args.capacity_only and args.protocol_rounds:
+    if others and not args.capacity_only and args.protocol_rounds:
         from bench import protocol
 
         results["protocol"] = protocol.run(args.protocol_rounds)
@@ -677,6 +701,7 @@ def headline(results: dict[str, Any]) -> list[str]:
             f"{sum(stats['errors'].values())}; dashboard p99 {stats['dashboard']['p99_ms']:.0f} ms."
         )
     lines += webhook_bench.headline(results.get("webhooks", {}))
+    lines += metrics_overhead.headline(results.get("metrics", {}))
     if polls := results.get("long_polls"):
         lines.append(
             f"- {polls['terminals']:,} terminals long-polling at once: {polls['requests']:,} requests, answered "
@@ -706,6 +731,8 @@ def markdown(results: dict[str, Any]) -> str:
         lines += capacity.markdown(results["capacity"])
     if "webhooks" in results:
         lines += webhook_bench.markdown(results["webhooks"])
+    if "metrics" in results:
+        lines += metrics_overhead.markdown(results["metrics"])
     if "long_polls" in results:
         lines += capacity.long_poll_markdown(results["long_polls"])
     if "pgbench" in results:

@@ -176,7 +176,9 @@ class Cluster:
         env = {
             key: value
             for key, value in os.environ.items()
-            if not key.startswith(("SANDBOX_", "PAYMENT_", "UPSTREAM_", "WECHATPAY_", "UMPAY_"))
+            # PROMETHEUS_: this process's own metrics directory (its settings joined one); the cluster's processes
+            # join theirs, or none with METRICS_ENABLED false.
+            if not key.startswith(("SANDBOX_", "PAYMENT_", "UPSTREAM_", "WECHATPAY_", "UMPAY_", "PROMETHEUS_"))
         }
         env.update(
             {
@@ -337,6 +339,15 @@ class Cluster:
             process.start()
         wait_for_port(self.app_port, 60)
         wait_for_port(self.sandbox_port, 60)
+
+    def restart_servers(self) -> None:
+        """The processes of start_servers stopped and started again, reading the environment anew (`extra_env` may
+        have changed since); PostgreSQL and Redis keep running."""
+        celery = any(name.startswith(("worker", "beat")) for name in self.processes)
+        for process in reversed(list(self.processes.values())):
+            process.stop()
+        self.processes.clear()
+        self.start_servers(celery=celery)
 
     def start(self, *, celery: bool = True) -> None:
         self.start_database()

@@ -21,7 +21,9 @@ window is over it recovers (2xx always) and the run waits until no delivery is p
 delay are made due at once meanwhile (WeChat's schedule waits up to hours), leases of killed workers run out on their
 own. Then the webhook invariants (bench/invariants.py, check_webhooks): every event delivered, every payment's and
 refund's final state sent, nothing sent again after a 2xx we recorded, signatures valid, a refund's event never before
-its payment's.
+its payment's. The beat evaluates the alert rules throughout (alerts app); at the end they are evaluated once more and
+the alert invariants (check_alerts) count ATTENTION payments and refunds not alerted or alerted twice, and alerts for
+ones that were never in ATTENTION.
 """
 
 from __future__ import annotations
@@ -656,6 +658,29 @@ def collect_webhook_invariants(receiver_log: Path):
     return report, info
 
 
+def collect_alert_invariants():
+    """Once more what the beat's alert evaluation does every ALERT_EVALUATE_SECONDS during the run (so the last
+    payments to reach ATTENTION are looked at too), then bench.invariants.check_alerts over the ATTENTION alerts."""
+    from alerts import rules
+    from alerts.models import Alert
+    from bench.invariants import check_alerts
+    from payments.models import Payment, PaymentEvent, Refund
+
+    rules.evaluate()
+    in_attention = [f"payment:{pk}" for pk in Payment.objects.filter(status="ATTENTION").values_list("pk", flat=True)]
+    in_attention += [f"refund:{pk}" for pk in Refund.objects.filter(status="ATTENTION").values_list("pk", flat=True)]
+    ever = {
+        f"payment:{pk}"
+        for pk in PaymentEvent.objects.filter(to_status="ATTENTION").values_list("payment_id", flat=True)
+    }
+    ever |= {subject for subject in in_attention if subject.startswith("refund:")}  # only a person moves them on
+    alerted = [
+        key.removeprefix("attention:")
+        for key in Alert.objects.filter(key__startswith="attention:").values_list("key", flat=True)
+    ]
+    return check_alerts(in_attention, ever, alerted), Alert.objects.count()
+
+
 def configured_secrets(cluster: Cluster) -> list[str]:
     """Every secret this deployment holds: all encrypted fields of every model (channel keys, private keys, device
     secrets, the sandbox's own keys) plus SECRET_KEY and FIELD_ENCRYPTION_KEY."""
@@ -873,6 +898,7 @@ def main(argv: list[str] | None = None) -> int:
         say(f"  drained in {hooks_drained['seconds']:.0f} s ({hooks_drained['made_due']} retry waits made due, "
             f"{hooks_drained['pending_left']} pending left)")  # fmt: skip
         hooks, hooks_info = collect_webhook_invariants(cluster.logs / "chaos-receiver.jsonl")
+        alerts, alerts_raised = collect_alert_invariants()
         trouble = upstream_trouble_seen()
         secret_values = configured_secrets(cluster)
         kills = {name: process.kills for name, process in cluster.processes.items() if process.kills}
@@ -900,6 +926,7 @@ def main(argv: list[str] | None = None) -> int:
     invariant_rows.append(("reconciliation: planted differences not found", len(books.missed)))
     invariant_rows.append(("reconciliation: bills not reconciled (refused, not ready)", len(books.not_reconciled)))
     invariant_rows += list(hooks.counts().items())
+    invariant_rows += list(alerts.counts().items())
     failed = [name for name, value in invariant_rows if not name.startswith("  ") and value != 0]
     info_rows: list[tuple[str, Any]] = [
         ("payments driven", stats.finished),
@@ -908,6 +935,7 @@ def main(argv: list[str] | None = None) -> int:
         ("refunds issued / refused", f"{stats.refunds_created} / {sum(stats.refunds_refused.values())}"),
         ("  refunds by status", ", ".join(f"{k} {v}" for k, v in sorted(refund_statuses.items()))),
         ("ATTENTION (a person settles; scenario 109 REVERSE_EXPIRE)", len(report.attention)),
+        ("alerts raised (every rule)", alerts_raised),
         ("  of which charged upstream", len(report.attention_charged_there)),
         ("duplicate submissions (pairs)", stats.duplicate_pairs),
         ("  answered 200 + 200 after a 503 was repeated", stats.duplicate_pairs_after_503),
@@ -973,6 +1001,9 @@ def main(argv: list[str] | None = None) -> int:
         "webhooks_bad_signatures": hooks.bad_signatures[:20],
         "webhooks_refund_before_payment": hooks.refund_before_payment[:20],
         "webhooks_at_least_once_duplicates": hooks.at_least_once_duplicates[:20],
+        "alerts_not_raised": alerts.not_alerted[:20],
+        "alerts_raised_twice": alerts.alerted_twice[:20],
+        "alerts_never_in_attention": alerts.alerted_never_in_attention[:20],
     }
     if failed:
         say("FAILED: " + "; ".join(failed))

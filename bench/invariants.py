@@ -283,3 +283,31 @@ def _distinct_events(deliveries: list[WebhookDeliveryRow]) -> dict[tuple[str, st
     for d in deliveries:
         events.setdefault((d.out_trade_no, d.type), set()).add(d.event_id)
     return events
+
+
+@dataclass
+class AlertReport:
+    not_alerted: list[str] = field(default_factory=list)
+    alerted_twice: list[str] = field(default_factory=list)
+    alerted_never_in_attention: list[str] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "ATTENTION payments and refunds not alerted": len(self.not_alerted),
+            "ATTENTION payments and refunds alerted more than once": len(self.alerted_twice),
+            "alerts for payments and refunds that were never in ATTENTION": len(self.alerted_never_in_attention),
+        }
+
+
+def check_alerts(in_attention: Iterable[str], ever_in_attention: Iterable[str], alerted: Iterable[str]) -> AlertReport:
+    """`in_attention`: what is in ATTENTION at the end ("payment:42", "refund:7"); `ever_in_attention`: what was in
+    ATTENTION at some point (the state changes and the refunds that reached it); `alerted`: the subject of each
+    ATTENTION alert raised, one entry per alert. Every one now in ATTENTION is alerted exactly once; nothing that
+    settled without ever being in ATTENTION is alerted."""
+    raised = Counter(alerted)
+    ever = set(ever_in_attention)
+    return AlertReport(
+        not_alerted=sorted(subject for subject in set(in_attention) if not raised[subject]),
+        alerted_twice=sorted(subject for subject, n in raised.items() if n > 1),
+        alerted_never_in_attention=sorted(subject for subject in raised if subject not in ever),
+    )

@@ -1,11 +1,14 @@
 """Search a run's logs for every configured secret (tested in tests/bench/test_secrets_scan.py).
 
 Needles: each key or secret as a whole, and for PEM private keys each base64 line of the body (a log that quotes
-part of a key leaks it too). Short values (< 12 characters) are skipped: they would match by chance.
+part of a key leaks it too). Short values (< 12 characters) are skipped: they would match by chance. A secret is also
+looked for as a JSON string writes it (the processes log JSON lines in production: LOG_FORMAT), so one with a quote,
+a backslash or a non-ASCII character is found there too.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -24,6 +27,7 @@ def needles(values: Iterable[str]) -> set[str]:
             found.update(line.strip() for line in text.splitlines() if _PEM_LINE.match(line.strip()))
         elif len(text) >= MIN_LENGTH:
             found.add(text)
+            found.update(json.dumps(text, ensure_ascii=ascii_only)[1:-1] for ascii_only in (False, True))
     return found
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from portal.models import Device, Merchant, Store
 
@@ -20,40 +21,63 @@ ERASED_PREFIX = "erased:"
 
 class Member(models.Model):
     class AnonymisedReason(models.TextChoices):
-        ERASURE_REQUEST = "ERASURE_REQUEST", "Erased on request"
-        RETENTION = "RETENTION", "Not seen within the retention period"
+        ERASURE_REQUEST = "ERASURE_REQUEST", _("Erased on request")
+        RETENTION = "RETENTION", _("Not seen within the retention period")
 
-    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="members")
+    merchant = models.ForeignKey(Merchant, verbose_name=_("merchant"), on_delete=models.PROTECT, related_name="members")
     openid = models.CharField(
+        _("openid"),
         max_length=128,
         help_text="openid from the face SDK's getWxpayfaceUserInfo (under the merchant's appid); "
         "'erased:…' once the member's personal data is erased.",
     )
     sub_openid = models.CharField(
+        _("sub_openid"),
         max_length=128,
         blank=True,
         help_text="sub_openid from getWxpayfaceUserInfo (service-provider mode: openid under sub_appid).",
     )
     unionid = models.CharField(
+        _("unionid"),
         max_length=128,
         blank=True,
         help_text="union_id from GET /v3/facemch/users/{face_sid}?info_type=ASK_UNIONID (face_sid = the SDK's token).",
     )
-    nickname = models.CharField(max_length=128, blank=True, help_text="nickname from getWxpayfaceUserInfo.")
-    first_seen_at = models.DateTimeField(help_text="First identification by any of the merchant's terminals.")
-    last_seen_at = models.DateTimeField(db_index=True, help_text="Latest identification; drives retention.")
-    visit_count = models.PositiveIntegerField(default=0, help_text="Identifications so far; kept after erasure.")
+    nickname = models.CharField(
+        _("nickname"), max_length=128, blank=True, help_text="nickname from getWxpayfaceUserInfo."
+    )
+    first_seen_at = models.DateTimeField(
+        _("first visit"), help_text="First identification by any of the merchant's terminals."
+    )
+    last_seen_at = models.DateTimeField(
+        _("last visit"), db_index=True, help_text="Latest identification; drives retention."
+    )
+    visit_count = models.PositiveIntegerField(
+        _("visits"), default=0, help_text="Identifications so far; kept after erasure."
+    )
     card_activated = models.BooleanField(
-        default=False, help_text="activateWxpayfaceMember answered return_code=SUCCESS for this member."
+        _("card activated"),
+        default=False,
+        help_text="activateWxpayfaceMember answered return_code=SUCCESS for this member.",
     )
-    activated_at = models.DateTimeField(null=True, blank=True, help_text="First successful card activation.")
+    activated_at = models.DateTimeField(
+        _("card activated at"), null=True, blank=True, help_text="First successful card activation."
+    )
     anonymised_at = models.DateTimeField(
-        null=True, blank=True, db_index=True, help_text="When the personal fields were erased; null = not erased."
+        _("erased at"),
+        null=True,
+        blank=True,
+        db_index=True,
+        help_text="When the personal fields were erased; null = not erased.",
     )
-    anonymised_reason = models.CharField(max_length=16, choices=AnonymisedReason.choices, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    anonymised_reason = models.CharField(
+        _("erasure reason"), max_length=16, choices=AnonymisedReason.choices, blank=True
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
+        verbose_name = _("member")
+        verbose_name_plural = _("members")
         ordering = ["-last_seen_at", "-id"]
         constraints = [
             # One member per WeChat user per merchant; settles concurrent first identifications (members.services).
@@ -90,29 +114,43 @@ class MemberEvent(models.Model):
     personal data of its own, so it is kept as is when the member is erased."""
 
     class Kind(models.TextChoices):
-        IDENTIFIED = "IDENTIFIED", "Identified (visit)"
-        ACTIVATION_SUCCESS = "ACTIVATION_SUCCESS", "Card activation succeeded"
-        ACTIVATION_FAILED = "ACTIVATION_FAILED", "Card activation failed"
-        UNIONID_LOOKUP_FAILED = "UNIONID_LOOKUP_FAILED", "unionid lookup failed"
+        IDENTIFIED = "IDENTIFIED", _("Identified (visit)")
+        ACTIVATION_SUCCESS = "ACTIVATION_SUCCESS", _("Card activation succeeded")
+        ACTIVATION_FAILED = "ACTIVATION_FAILED", _("Card activation failed")
+        UNIONID_LOOKUP_FAILED = "UNIONID_LOOKUP_FAILED", _("unionid lookup failed")
 
-    member = models.ForeignKey(Member, on_delete=models.PROTECT, related_name="events")
-    store = models.ForeignKey(Store, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
-    device = models.ForeignKey(Device, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    kind = models.CharField(max_length=24, choices=Kind.choices)
+    member = models.ForeignKey(Member, verbose_name=_("member"), on_delete=models.PROTECT, related_name="events")
+    store = models.ForeignKey(
+        Store, verbose_name=_("store"), null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    device = models.ForeignKey(
+        Device, verbose_name=_("device"), null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    kind = models.CharField(_("kind"), max_length=24, choices=Kind.choices)
     return_code = models.CharField(
-        max_length=32, blank=True, help_text="activateWxpayfaceMember return_code (SUCCESS, ERROR, PARAMS_INVALID, …)."
+        _("return code"),
+        max_length=32,
+        blank=True,
+        help_text="activateWxpayfaceMember return_code (SUCCESS, ERROR, PARAMS_INVALID, …).",
     )
     err_code = models.CharField(
+        _("error code"),
         max_length=64,
         blank=True,
         help_text="The specific code: activateWxpayfaceMember err_code (e.g. 271378620) or error code, "
         "or the facemch v3 `code` / transport code for lookups.",
     )
-    err_message = models.CharField(max_length=255, blank=True, help_text="return_msg, or the upstream message.")
-    next_action = models.CharField(max_length=24, blank=True, help_text="What the terminal was told to do next.")
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    err_message = models.CharField(
+        _("error message"), max_length=255, blank=True, help_text="return_msg, or the upstream message."
+    )
+    next_action = models.CharField(
+        _("next action"), max_length=24, blank=True, help_text="What the terminal was told to do next."
+    )
+    created_at = models.DateTimeField(_("time"), auto_now_add=True, db_index=True)
 
     class Meta:
+        verbose_name = _("member event")
+        verbose_name_plural = _("member events")
         ordering = ["-created_at", "-id"]
         constraints = [
             models.CheckConstraint(

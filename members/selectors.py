@@ -5,10 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.apps import apps
-from django.db.models import Model, QuerySet
+from django.db.models import Model, Q, QuerySet
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
-from members.models import Member, MemberEvent
+from members.models import ERASED_PREFIX, Member, MemberEvent
 from payments.models import Payment
+from payments.selectors import ListFilters, parse_filters
 from portal.selectors import scope_queryset
 
 
@@ -63,3 +66,58 @@ def member_history(member: Member) -> MemberHistory:
     if service_order is not None:
         orders = service_order.objects.filter(merchant_id=member.merchant_id, openid=member.openid).order_by("-pk")
     return MemberHistory(payments=payments.order_by("-created_at", "-id"), payscore_orders=orders)
+
+
+# --- the console's list --------------------------------------------------------------------------------------------
+
+# Its yes/no selects, by parameter, with the name the page gives them.
+YES_NO_FILTERS = {"activated": gettext_lazy("Member card"), "erased": gettext_lazy("Personal data")}
+MEMBER_NUMBER_DIGITS = 18  # a member number longer than this is no member's (and no 64-bit integer)
+
+
+def parse_member_filters(user, params) -> ListFilters:
+    """The members list's filters, read as the payments list's (payments.selectors.parse_filters): merchant (for
+    those who see many), start and end (of the last visit, China time), q; and activated and erased (yes / no). A
+    member has no store and no amount: those parameters are not read."""
+    filters = parse_filters(
+        user, {name: params.get(name, "") for name in ("merchant", "start", "end", "q")}, choices={}
+    )
+    for name, label in YES_NO_FILTERS.items():
+        if value := params.get(name, "").strip():
+            if value in ("yes", "no"):
+                filters.choices[name] = value
+            else:
+                filters.errors.append(_("%(field)s: choose a value from the list.") % {"field": label})
+    return filters
+
+
+def filter_members(queryset: QuerySet[Member], filters: ListFilters) -> QuerySet[Member]:
+    """The members list's filters. `q` is a member number (123 or #123), or a whole openid, sub_openid or unionid,
+    or part of the nickname; an erased member is found by its number only (its placeholder openid is no one's)."""
+    if filters.merchant is not None:
+        queryset = queryset.filter(merchant_id=filters.merchant.pk)
+    if filters.start is not None:
+        queryset = queryset.filter(last_seen_at__gte=filters.start)
+    if filters.end is not None:
+        queryset = queryset.filter(last_seen_at__lt=filters.end)
+    if "activated" in filters.choices:
+        queryset = queryset.filter(card_activated=filters.choices["activated"] == "yes")
+    if "erased" in filters.choices:
+        queryset = queryset.filter(anonymised_at__isnull=filters.choices["erased"] == "no")
+    if q := filters.prefix:
+        found = (Q(openid=q) | Q(sub_openid=q) | Q(unionid=q) | Q(nickname__icontains=q)) & ~Q(
+            openid__startswith=ERASED_PREFIX
+        )
+        number = q.removeprefix("#")
+        if number.isascii() and number.isdigit() and len(number) <= MEMBER_NUMBER_DIGITS:
+            found |= Q(pk=int(number))
+        queryset = queryset.filter(found)
+    return queryset
+
+
+def members_for_export(queryset: QuerySet[Member]) -> QuerySet[Member]:
+    """Only the columns an export writes (the list's: no sub_openid or unionid)."""
+    return queryset.only(
+        "nickname", "openid", "visit_count", "first_seen_at", "last_seen_at", "card_activated", "activated_at",
+        "anonymised_at", "anonymised_reason", "merchant__name",
+    )  # fmt: skip

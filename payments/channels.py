@@ -6,8 +6,10 @@ Services speak in payments and refunds; this module turns them into gateway conf
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,6 +22,7 @@ from django.conf import settings
 from payments.gateways import umpay, wechatpay_v2, wechatpay_v3
 from payments.gateways.base import GatewayResult, Outcome
 from payments.gateways.http import Timeouts
+from portal import metrics
 from portal.errors import ChannelBusy, DomainError, InvalidState
 from portal.models import ChannelCredentials, Device, Merchant
 from portal.selectors import signing_credentials_for
@@ -207,6 +210,58 @@ def request_slot(merchant: Merchant) -> Iterator[None]:
         slots.release()
 
 
+def _merchant_of(kwargs: dict[str, Any]) -> Merchant:
+    """The merchant whose channel a call goes to, from the call's keyword arguments (read as the call reads them)."""
+    if "payment" in kwargs:
+        return kwargs["payment"].merchant
+    if "refund" in kwargs:
+        return kwargs["refund"].payment.merchant
+    if "device" in kwargs:
+        return kwargs["device"].store.merchant
+    return kwargs["merchant"]
+
+
+def _log_upstream_call(channel: str, api: str, outcome: str, code: str, seconds: float) -> None:
+    """One line per call, under the request id of the request or task that made it: never the request or answer."""
+    milliseconds = round(seconds * 1000)
+    logger.info(
+        "upstream %s %s %s %s %d ms",
+        channel,
+        api,
+        outcome,
+        code or "-",
+        milliseconds,
+        extra={"channel": channel, "api": api, "outcome": outcome, "code": code, "duration_ms": milliseconds},
+    )
+
+
+def _metered(api: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Every call of the decorated function counted and timed in the metrics (portal.metrics.upstream_call) and
+    logged: by the merchant's channel, `api` and the answer's outcome, or "error" when it raises (the merchant has no
+    credentials, a key does not load, a bug). The function takes keyword arguments only, one of which names the
+    merchant."""
+
+    def decorate(call: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(call)
+        def metered(**kwargs: Any) -> Any:
+            merchant = _merchant_of(kwargs)
+            started = time.perf_counter()
+            outcome, code = "error", ""
+            try:
+                result = call(**kwargs)
+                answer = result[1] if isinstance(result, tuple) else result
+                outcome, code = answer.outcome.value, answer.code
+                return result
+            finally:
+                seconds = time.perf_counter() - started
+                metrics.upstream_call(merchant.channel, api, outcome, seconds)
+                _log_upstream_call(merchant.channel, api, outcome, code, seconds)
+
+        return metered
+
+    return decorate
+
+
 def guarded(call: Callable[..., Answer], /, **kwargs: Any) -> Answer:
     """`call(**kwargs)` for the services, with whatever it raises turned into a TRANSIENT answer: code
     CHANNEL_NOT_CONFIGURED (the merchant's credentials are missing — raised while the request is built, so nothing was
@@ -223,6 +278,7 @@ def guarded(call: Callable[..., Answer], /, **kwargs: Any) -> Answer:
         return Answer(outcome=Outcome.TRANSIENT, code="LOCAL_ERROR", message=type(exc).__name__)
 
 
+@_metered("authinfo")
 def fetch_authinfo(*, device: Device, rawdata: str) -> tuple[Authinfo | None, Answer]:
     store = device.store
     merchant = store.merchant
@@ -256,6 +312,7 @@ def fetch_authinfo(*, device: Device, rawdata: str) -> tuple[Authinfo | None, An
     ), answer
 
 
+@_metered("micropay")
 def charge(*, payment, auth_code: str) -> Answer:
     """Send the payment (micropay). SUCCESS paid; REJECTED not charged; UNKNOWN / TRANSIENT: find out by querying."""
     merchant = payment.merchant
@@ -296,6 +353,7 @@ def charge(*, payment, auth_code: str) -> Answer:
     return _answer(result, transaction_id=result.transaction_id, openid=result.openid)
 
 
+@_metered("orderquery")
 def query(*, payment) -> Answer:
     """SUCCESS paid; REJECTED definitely not paid; UNKNOWN still open; TRANSIENT the query itself failed."""
     merchant = payment.merchant
@@ -326,6 +384,7 @@ def query(*, payment) -> Answer:
     return Answer(**{**answer.__dict__, "code": code})
 
 
+@_metered("reverse")
 def reverse(*, payment) -> Answer:
     """SUCCESS reversed; TRANSIENT call again (recall=Y); REJECTED a person must look; UNKNOWN answer lost."""
     merchant = payment.merchant
@@ -350,6 +409,7 @@ def reverse(*, payment) -> Answer:
     return _answer(result, recall=result.recall, order_missing=missing)
 
 
+@_metered("refund")
 def refund_submit(*, refund) -> Answer:
     """SUCCESS accepted (confirm with refund_query); REJECTED refused; UNKNOWN / TRANSIENT retry same number."""
     payment = refund.payment
@@ -385,6 +445,7 @@ def refund_submit(*, refund) -> Answer:
     return _answer(result, refund_id=result.refund_id)
 
 
+@_metered("refundquery")
 def refund_query(*, refund) -> Answer:
     """SUCCESS refunded; REJECTED failed (nothing refunded); UNKNOWN still processing; TRANSIENT query failed."""
     payment = refund.payment
@@ -418,6 +479,7 @@ def _timestamp() -> float:
     return services._now().timestamp()
 
 
+@_metered("downloadbill")
 def download_bill(*, merchant: Merchant, bill_date: str, bill_type: str = "ALL") -> wechatpay_v2.DownloadBillResult:
     """The WeChat Pay trade bill of `bill_date` (yyyyMMdd) for this merchant (in service-provider mode the provider's
     credentials and the merchant's sub_mch_id): over API v3 (`tradebill`) when those credentials have APIv3

@@ -14,6 +14,11 @@ urlpatterns = [
     path("payments/<int:pk>/reverse", views.payment_reverse, name="payment_reverse"),
     path("payments/<int:pk>/refresh", views.payment_refresh, name="payment_refresh"),
     path("payments/<int:pk>/resolve", views.payment_resolve_attention, name="payment_resolve"),
+    path(
+        "payments/<int:pk>/refunds/<int:refund_pk>/resolve",
+        views.refund_resolve_attention,
+        name="refund_resolve",
+    ),
     path("payments/<int:pk>/status", views.payment_status_fragment, name="payment_status"),
     path("refunds/", views.refund_list, name="refund_list"),
     path("refunds/export.csv", views.refund_export, name="refund_export"),

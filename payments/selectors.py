@@ -4,10 +4,10 @@ their filters and totals. Every console query starts from a `*_visible_to` query
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Sum
-from django.db.models.functions import Coalesce, TruncDate
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -44,8 +44,6 @@ def refunds_visible_to(user) -> QuerySet[Refund]:
 # --- console ---------------------------------------------------------------------------------------------------
 
 
-PAID_STATUSES = ("SUCCESS", "PARTIALLY_REFUNDED", "REFUNDED")
-
 # A filter's select lists at most this many merchants, stores or devices; beyond it a search field narrows them.
 CHOICE_LIMIT = 100
 
@@ -55,6 +53,7 @@ CHOICE_LABELS = {
     "channel": gettext_lazy("Channel"),
     "method": gettext_lazy("Method"),
     "kind": gettext_lazy("Kind"),
+    "state": gettext_lazy("State"),
 }
 
 # What a list's start and end fields accept, read as China time (settings.TIME_ZONE); seconds are optional.
@@ -103,7 +102,7 @@ def _china_datetime(text: str) -> datetime | None:
 
 def _visible(queryset: QuerySet, text: str):
     """The row of `queryset` whose pk is `text`, or None when the text is not a number or the row is not there."""
-    return queryset.filter(pk=int(text)).first() if text.isdigit() else None
+    return queryset.filter(pk=int(text)).first() if text.isascii() and text.isdigit() else None  # not "²"
 
 
 def parse_filters(user, params, *, choices: dict[str, list[str]]) -> ListFilters:
@@ -161,7 +160,7 @@ def parse_filters(user, params, *, choices: dict[str, list[str]]) -> ListFilters
     return filters
 
 
-def _filter_common(queryset: QuerySet, filters: ListFilters, *, merchant: str, fee: str) -> QuerySet:
+def filter_common(queryset: QuerySet, filters: ListFilters, *, merchant: str, fee: str) -> QuerySet:
     """The filters every list shares. `merchant` is the path to the row's merchant ("merchant" for a payment,
     "payment__merchant" for a refund; the store sits next to it); `fee` is the amount's field."""
     owner = merchant.removesuffix("merchant")
@@ -191,7 +190,7 @@ def filter_payments(queryset: QuerySet[Payment], filters: ListFilters) -> QueryS
     """The payments list's filters. `q` is the beginning of the order number or of the channel's transaction id
     (`startswith`, which a B-tree index on the column can serve; `icontains` never could), or a whole wallet
     transaction id or openid."""
-    queryset = _filter_common(queryset, filters, merchant="merchant", fee="total_fee")
+    queryset = filter_common(queryset, filters, merchant="merchant", fee="total_fee")
     if filters.device is not None:
         queryset = queryset.filter(device_id=filters.device.pk)
     if q := filters.prefix:
@@ -206,7 +205,7 @@ REFUND_CHOICES = {"status": Refund.Status.values, "kind": Refund.Kind.values}
 
 def filter_refunds(queryset: QuerySet[Refund], filters: ListFilters) -> QuerySet[Refund]:
     """The refunds list's filters. `q` is the beginning of the refund number or of its payment's order number."""
-    queryset = _filter_common(queryset, filters, merchant="payment__merchant", fee="refund_fee")
+    queryset = filter_common(queryset, filters, merchant="payment__merchant", fee="refund_fee")
     if q := filters.prefix:
         queryset = queryset.filter(Q(out_refund_no__startswith=q) | Q(payment__out_trade_no__startswith=q))
     return queryset
@@ -335,51 +334,4 @@ def attention_queue(user) -> dict:
             ).order_by("created_at", "id")[:ATTENTION_LIMIT]
         ),
         "limit": ATTENTION_LIMIT,
-    }
-
-
-def dashboard(user, *, days: int = 14) -> dict:
-    """Volume and counts per day / channel / status for the last `days` days (China dates), today's totals, the
-    success rate, and the queues a person must look at."""
-    payments = payments_visible_to(user)
-    today = timezone.localdate()
-    first_day = today - timedelta(days=days - 1)
-    recent = payments.filter(created_at__date__gte=first_day)
-    paid = Q(status__in=PAID_STATUSES)
-    per_day = {
-        row["day"]: row
-        for row in recent.annotate(day=TruncDate("created_at"))
-        .values("day")
-        .annotate(count=Count("id"), paid_count=Count("id", filter=paid), volume=Sum("total_fee", filter=paid))
-    }
-    series = []
-    for offset in range(days):
-        current = first_day + timedelta(days=offset)
-        row = per_day.get(current, {})
-        series.append(
-            {
-                "day": current,
-                "count": row.get("count", 0),
-                "paid_count": row.get("paid_count", 0),
-                "volume": row.get("volume") or 0,
-            }
-        )
-    by_channel_status = list(
-        recent.values("channel", "status")
-        .annotate(count=Count("id"), volume=Sum("total_fee"))
-        .order_by("channel", "status")
-    )
-    settled = recent.filter(status__in=(*PAID_STATUSES, "FAILED", "REVERSED"))
-    settled_count = settled.count()
-    success_rate = (settled.filter(paid).count() * 100 // settled_count) if settled_count else None
-    today_row = series[-1]
-    return {
-        "series": series,
-        "max_volume": max((point["volume"] for point in series), default=0),
-        "by_channel_status": by_channel_status,
-        "today": today_row,
-        "success_rate": success_rate,
-        "attention": payments.filter(status="ATTENTION").order_by("created_at")[:50],
-        "paying": payments.filter(status__in=("PAYING", "REVERSING")).order_by("created_at")[:50],
-        "latest": payments.order_by("-created_at")[:10],
     }

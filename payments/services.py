@@ -16,12 +16,14 @@ import re
 import secrets
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from functools import partial
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext, gettext_noop
 
 from payments import channels
 from payments.channels import Answer
@@ -29,9 +31,10 @@ from payments.gateways.base import Outcome
 from payments.gateways.umpay import CHINA_TZ
 from payments.models import UNSETTLED_PAYMENT_STATUSES, Payment, PaymentEvent, PaymentStatus, Refund
 from payments.representation import payment_output, refund_output
-from portal import jobs, wakeup
+from portal import jobs, metrics, wakeup
 from portal.errors import Conflict, InvalidInput, InvalidState, UpstreamUnavailable
 from portal.models import Device, Merchant
+from portal.request_id import bind
 from portal.services import audit_record
 from webhooks.models import EventType
 from webhooks.services import event_emit
@@ -135,10 +138,19 @@ def _transition(
         payment, "state", actor=actor, from_status=payment.status, to_status=to, user=user, message=message,
         batch=batch,
     )  # fmt: skip
-    payment.status = to
+    from_status, payment.status = payment.status, to
     wakeup.publish(wakeup.topic_for("payment", payment.pk))  # a terminal may be waiting for this, once committed
     if batch is None:
-        _notify_payment(payment)  # with a batch, the caller notifies once it has written the batch
+        _notify_payment(payment)  # with a batch, the caller notifies (and counts) once it has written the batch
+        _count_outcome(payment, from_status)
+
+
+def _count_outcome(payment: Payment, from_status: str) -> None:
+    """A payment leaving PAYING / REVERSING for a settled status is counted in the metrics once its transaction
+    commits (never for a rollback, nor a savepoint rolled back), with the time since it was created."""
+    if from_status in UNSETTLED_PAYMENT_STATUSES and payment.status not in UNSETTLED_PAYMENT_STATUSES:
+        seconds = (_now() - payment.created_at).total_seconds()
+        transaction.on_commit(partial(metrics.payment_outcome, payment.channel, payment.status, seconds))
 
 
 # The payment statuses merchants' systems are told about (webhooks), and the refund statuses.
@@ -149,6 +161,8 @@ PAYMENT_EVENTS = {
     S.ATTENTION: EventType.PAYMENT_ATTENTION,
 }
 REFUND_EVENTS = {Refund.Status.SUCCESS: EventType.REFUND_SUCCEEDED, Refund.Status.FAILED: EventType.REFUND_FAILED}
+# Where the workers leave a refund for good (counted in the metrics; a person's resolution afterwards is not).
+REFUND_OUTCOMES = (Refund.Status.SUCCESS, Refund.Status.FAILED, Refund.Status.ATTENTION)
 
 
 def _order_key(payment: Payment) -> str:
@@ -254,6 +268,7 @@ def payment_create(*, device: Device, data: PaymentInput) -> tuple[Payment, bool
     out_trade_no = data.out_trade_no or new_out_trade_no()
     if not OUT_TRADE_NO.match(out_trade_no):
         raise InvalidInput(details={"out_trade_no": "1-32 characters of 0-9 A-Z a-z _ - | *."})
+    bind(out_trade_no=out_trade_no)  # on this request's log lines
     wallet = detect_wallet(auth_code=data.auth_code, method=data.method, channel=merchant.channel)
     fingerprint = _fingerprint(merchant.pk, data)
     now = _now()
@@ -328,6 +343,7 @@ def payment_submit(*, payment: Payment, auth_code: str) -> Payment:
         if updated:
             PaymentEvent.objects.bulk_create(events)  # one multi-row INSERT, in list order
             _notify_payment(payment)
+            _count_outcome(payment, S.PAYING)
         else:
             # Moved on meanwhile (cancelled: the reverse path owns it now): record the answer under the lock only.
             payment = _locked(payment.pk, known=payment)
@@ -401,7 +417,12 @@ def _transaction_id_conflict(payment: Payment, transaction_id: str, *, actor: st
     )
     payment.err_code, payment.err_message = TRANSACTION_ID_CONFLICT, message[:255]
     payment.next_check_at = None
-    _transition(payment, S.ATTENTION, actor=actor, message="The channel's transaction id belongs to another order.")
+    _transition(
+        payment,
+        S.ATTENTION,
+        actor=actor,
+        message=gettext_noop("The channel's transaction id belongs to another order."),
+    )
 
 
 def _schedule_resolution(payment: Payment) -> None:
@@ -425,6 +446,7 @@ def payment_resolve(*, payment_id: int, now: datetime | None = None) -> Payment:
     now = now or _now()
     with transaction.atomic():
         payment = _locked(payment_id)
+        bind(merchant_id=payment.merchant_id, out_trade_no=payment.out_trade_no)  # on this task's log lines
         if payment.next_check_at is None or payment.next_check_at > now:
             return payment
         if payment.status not in (S.PAYING, S.REVERSING):
@@ -436,7 +458,9 @@ def payment_resolve(*, payment_id: int, now: datetime | None = None) -> Payment:
             payment.submitted_at = payment.created_at
         started = payment.submitted_at
         if payment.status == S.PAYING and now >= started + _seconds(settings.PAYMENT_QUERY_WINDOW):
-            _transition(payment, S.REVERSING, actor=Actor.WORKER, message="Still not paid after the query window.")
+            _transition(
+                payment, S.REVERSING, actor=Actor.WORKER, message=gettext_noop("Still not paid after the query window.")
+            )
         if payment.status == S.REVERSING:
             if now < _reverse_allowed_at(payment):
                 payment.next_check_at = _reverse_allowed_at(payment)
@@ -449,7 +473,7 @@ def payment_resolve(*, payment_id: int, now: datetime | None = None) -> Payment:
                     payment,
                     S.ATTENTION,
                     actor=Actor.WORKER,
-                    message="UMF can cancel only on the order's day; refund it if it was charged.",
+                    message=gettext_noop("UMF can cancel only on the order's day; refund it if it was charged."),
                 )
                 payment.save()
                 return payment
@@ -506,7 +530,9 @@ def _apply_query(payment: Payment, answer: Answer, now: datetime) -> None:
     if now + _seconds(settings.PAYMENT_QUERY_INTERVAL) <= started + _seconds(settings.PAYMENT_QUERY_WINDOW):
         payment.next_check_at = now + _seconds(settings.PAYMENT_QUERY_INTERVAL)
     else:
-        _transition(payment, S.REVERSING, actor=Actor.WORKER, message="Still not paid after the query window.")
+        _transition(
+            payment, S.REVERSING, actor=Actor.WORKER, message=gettext_noop("Still not paid after the query window.")
+        )
         payment.next_check_at = max(now, _reverse_allowed_at(payment))
 
 
@@ -522,18 +548,25 @@ def _apply_reverse(payment: Payment, answer: Answer, now: datetime) -> None:
         payment.err_code, payment.err_message = answer.code, answer.message
         if answer.order_missing:
             # The reverse, sent after the query window, finds no such order either (WeChat ORDERNOTEXIST, UMF 17).
-            _transition(payment, S.FAILED, actor=Actor.WORKER, message="The payment never reached the channel.")
+            _transition(
+                payment, S.FAILED, actor=Actor.WORKER, message=gettext_noop("The payment never reached the channel.")
+            )
         else:
             _transition(
                 payment,
                 S.ATTENTION,
                 actor=Actor.WORKER,
-                message="The channel refused the reverse (recall=N or expired); a person must settle it.",
+                message=gettext_noop("The channel refused the reverse (recall=N or expired); a person must settle it."),
             )
         return
     if payment.reverse_count >= settings.PAYMENT_REVERSE_MAX_ATTEMPTS:
         payment.next_check_at = None
-        _transition(payment, S.ATTENTION, actor=Actor.WORKER, message="Reverse kept failing; a person must settle it.")
+        _transition(
+            payment,
+            S.ATTENTION,
+            actor=Actor.WORKER,
+            message=gettext_noop("Reverse kept failing; a person must settle it."),
+        )
         return
     backoff = now + _reverse_backoff(payment.reverse_count)
     if answer.code == "USERPAYING":
@@ -555,6 +588,7 @@ def payment_cancel_allowed(payment: Payment, now: datetime | None = None) -> boo
 
 def payment_cancel(*, payment: Payment, actor: str = Actor.TERMINAL, user: AbstractBaseUser | None = None) -> Payment:
     """The user walked away (or staff reverses): reverse the payment, whatever its outcome so far."""
+    bind(merchant_id=payment.merchant_id, out_trade_no=payment.out_trade_no)  # on this request's log lines
     with transaction.atomic():
         payment = _locked(payment.pk)
         if payment.status in (S.REVERSING, S.REVERSED, S.FAILED):
@@ -563,7 +597,7 @@ def payment_cancel(*, payment: Payment, actor: str = Actor.TERMINAL, user: Abstr
             raise InvalidState(
                 f"A {payment.status} payment cannot be cancelled; refund it instead.", code="NOT_CANCELLABLE"
             )
-        _transition(payment, S.REVERSING, actor=actor, user=user, message="Cancel requested.")
+        _transition(payment, S.REVERSING, actor=actor, user=user, message=gettext_noop("Cancel requested."))
         payment.next_check_at = max(_now(), _reverse_allowed_at(payment))
         payment.save()
         if user is not None:
@@ -655,6 +689,7 @@ def refund_create(
         raise InvalidInput(details={"reason": "At most 80 characters."})
     if request_key and not REQUEST_KEY.match(request_key):
         raise InvalidInput(details={"request_key": "8-64 characters of 0-9 A-Z a-z _ -."})
+    bind(merchant_id=payment.merchant_id, out_trade_no=payment.out_trade_no)  # on this request's log lines
     now = _now()
     with transaction.atomic():
         payment = _locked(payment.pk)
@@ -703,7 +738,7 @@ def refund_create(
             actor=actor or (Actor.STAFF if user or actor_label else Actor.WORKER),
             refund=refund,
             user=user,
-            message=f"{kind} {refund_fee} fen: {reason}"[:255],
+            message=reason[:255],  # the kind and amount are the refund's own fields
         )
         audit_record(
             actor=user,
@@ -741,6 +776,7 @@ def refund_process(*, refund_id: int, now: datetime | None = None) -> Refund:
     now = now or _now()
     with transaction.atomic():
         payment, refund = _locked_refund(refund_id)
+        bind(merchant_id=payment.merchant_id, out_trade_no=payment.out_trade_no)  # on this task's log lines
         if refund.next_check_at is None or refund.next_check_at > now:
             return refund
         if refund.status not in (Refund.Status.PENDING, Refund.Status.PROCESSING):
@@ -774,6 +810,8 @@ def refund_process(*, refund_id: int, now: datetime | None = None) -> Refund:
             {"reverse": _apply_refund_reverse, "refund": _apply_refund_submit, "refundquery": _apply_refund_query}[
                 action
             ](payment, refund, answer, now)
+            if refund.status in REFUND_OUTCOMES:
+                transaction.on_commit(partial(metrics.refund_outcome, payment.channel, refund.status))
         payment.save()
         refund.save()
     if refund.next_check_at is not None:
@@ -784,17 +822,20 @@ def refund_process(*, refund_id: int, now: datetime | None = None) -> Refund:
 def _retry_or_attention(refund: Refund, answer: Answer, now: datetime) -> None:
     if refund.attempts >= settings.REFUND_MAX_ATTEMPTS:
         refund.status, refund.next_check_at = Refund.Status.ATTENTION, None
-        refund.err_code, refund.err_message = answer.code, "Gave up retrying; a person must check the channel."
+        refund.err_code = answer.code
+        refund.err_message = gettext_noop("Gave up retrying; a person must check the channel.")
     else:
         backoff = min(settings.REFUND_RETRY_MAX_SECONDS, 5.0 * 2 ** min(refund.attempts, 7))
         refund.next_check_at = now + _seconds(backoff)
 
 
-def _refund_done(payment: Payment, refund: Refund) -> None:
+def _refund_done(
+    payment: Payment, refund: Refund, *, actor: str = Actor.WORKER, user: AbstractBaseUser | None = None
+) -> None:
     refund.status, refund.next_check_at = Refund.Status.SUCCESS, None
     payment.refunded_fee += refund.refund_fee
     target = S.REFUNDED if payment.refunded_fee == payment.total_fee else S.PARTIALLY_REFUNDED
-    _transition(payment, target, actor=Actor.WORKER)
+    _transition(payment, target, actor=actor, user=user)
     _notify_refund(payment, refund)
 
 
@@ -810,7 +851,7 @@ def _apply_refund_reverse(payment: Payment, refund: Refund, answer: Answer, now:
         refund.status, refund.next_check_at = Refund.Status.SUCCESS, None
         payment.refunded_fee = payment.total_fee
         payment.next_check_at = None
-        _transition(payment, S.REVERSED, actor=Actor.WORKER, message="Reversed for a full refund.")
+        _transition(payment, S.REVERSED, actor=Actor.WORKER, message=gettext_noop("Reversed for a full refund."))
         _notify_refund(payment, refund)
     elif answer.outcome is Outcome.REJECTED:
         # Reverse refused (e.g. REVERSE_EXPIRE): the refund API does the same job.
@@ -893,10 +934,10 @@ RESOLUTIONS = (S.SUCCESS, S.FAILED, S.REVERSED, S.REFUNDED)
 def payment_resolve_attention(*, payment: Payment, outcome: str, note: str, user: AbstractBaseUser | None) -> Payment:
     """A person settles an ATTENTION payment after checking the channel: what really happened, and why."""
     if outcome not in RESOLUTIONS:
-        raise InvalidInput(details={"outcome": f"One of {', '.join(RESOLUTIONS)}."})
+        raise InvalidInput(details={"outcome": gettext("Choose what really happened to the payment.")})
     note = note.strip()
     if not note:
-        raise InvalidInput(details={"note": "Say what you checked and why this is the outcome."})
+        raise InvalidInput(details={"note": gettext("Say what you checked and why this is the outcome.")})
     with transaction.atomic():
         payment = _locked(payment.pk)
         if payment.status != S.ATTENTION:
@@ -913,3 +954,50 @@ def payment_resolve_attention(*, payment: Payment, outcome: str, note: str, user
             details={"out_trade_no": payment.out_trade_no, "outcome": outcome, "note": note[:500]},
         )
     return payment
+
+
+REFUND_RESOLUTIONS = ("SUCCESS", "FAILED", "RETRY")
+
+
+def refund_resolve_attention(*, refund: Refund, outcome: str, note: str, user: AbstractBaseUser | None) -> Refund:
+    """A person settles a refund in ATTENTION after checking the channel: it was refunded (SUCCESS), it was not
+    (FAILED: the amount may be refunded again), or it is sent again under the same refund number (RETRY: the channel
+    refunds one number at most once, so this cannot pay out twice)."""
+    if outcome not in REFUND_RESOLUTIONS:
+        raise InvalidInput(details={"outcome": gettext("Choose what happened to the refund.")})
+    note = note.strip()
+    if not note:
+        raise InvalidInput(details={"note": gettext("Say what you checked and why this is the outcome.")})
+    with transaction.atomic():
+        payment, refund = _locked_refund(refund.pk)
+        if refund.status != Refund.Status.ATTENTION:
+            raise InvalidState(gettext("Only refunds needing attention are settled by hand."), code="NOT_IN_ATTENTION")
+        _event(payment, "refund_resolve", actor=Actor.STAFF, user=user, refund=refund, code=outcome, message=note)
+        if outcome == "RETRY":
+            refund.status, refund.next_check_at, refund.attempts = Refund.Status.PENDING, _now(), 0
+        elif outcome == "FAILED":
+            _refund_failed(payment, refund, Answer(outcome=Outcome.REJECTED, code="STAFF", message=note[:255]))
+        elif refund.kind == Refund.Kind.REVERSE:
+            refund.status, refund.next_check_at = Refund.Status.SUCCESS, None
+            payment.refunded_fee, payment.next_check_at = payment.total_fee, None
+            _transition(payment, S.REVERSED, actor=Actor.STAFF, user=user, message=note[:255])
+            _notify_refund(payment, refund)
+        else:
+            _refund_done(payment, refund, actor=Actor.STAFF, user=user)
+        payment.save()
+        refund.save()
+        audit_record(
+            actor=user,
+            action="refund.resolve",
+            obj=payment,
+            details={
+                "out_trade_no": payment.out_trade_no,
+                "out_refund_no": refund.out_refund_no,
+                "refund_fee": refund.refund_fee,
+                "outcome": outcome,
+                "note": note[:500],
+            },
+        )
+    if refund.next_check_at is not None:
+        _schedule_refund(refund)
+    return refund

@@ -9,57 +9,30 @@ from datetime import timedelta
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Page, Paginator
-from django.http import HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, pgettext_lazy
 from django.views.decorators.http import require_POST
 
-from payments import selectors, services
+from payments import lists, selectors, services, timeline
 from payments.models import Payment, PaymentStatus, Refund
 from portal.errors import DomainError
-from portal.exports import china_time, csv_response, xlsx_response, yuan
+from portal.exports import china_time, yuan
 from portal.models import Merchant
 from portal.money import yuan_to_fen
 from portal.permissions import Action, require
-
-PAGE_SIZE = 50
-EXPORT_CHUNK = 2000  # rows fetched from the database at a time while an export is written
 
 
 def _payment(request, pk: int) -> Payment:
     return get_object_or_404(selectors.payments_visible_to(request.user), pk=pk)
 
 
-def _page(request, queryset, count: int) -> Page:
-    """A page of the list; the number of rows is the totals' count (no second COUNT over the filtered set)."""
-    paginator = Paginator(queryset, PAGE_SIZE)
-    paginator.count = count
-    return paginator.get_page(request.GET.get("page"))
-
-
-def _filter_context(request, filters: selectors.ListFilters, *, devices: bool) -> dict:
-    """What a list's filter form needs: the merchant select (provider staff), the store and device selects, the
-    values as typed, and what was wrong with them."""
-    stores, device_choices = selectors.place_choices(request.user, filters, request.GET)
-    return {
-        "filters": request.GET,
-        "errors": filters.errors,
-        "show_merchant": selectors.sees_many_merchants(request.user),
-        "merchants": selectors.merchant_choices(request.user, filters, request.GET),
-        "stores": stores,
-        "devices": device_choices if devices else None,
-        "with_devices": devices,
-    }
-
-
 @login_required
 def payment_list(request):
     filters = selectors.parse_filters(request.user, request.GET, choices=selectors.PAYMENT_CHOICES)
     context = {
-        **_filter_context(request, filters, devices=True),
+        **lists.filter_context(request, filters, devices=True),
         "statuses": PaymentStatus.choices,
         "channels": Merchant.Channel.choices,
         "methods": Payment.Method.choices,
@@ -67,7 +40,7 @@ def payment_list(request):
     if not filters.errors:
         payments = selectors.filter_payments(selectors.payments_visible_to(request.user), filters)
         totals = selectors.payment_totals(payments)
-        context.update(totals=totals, page=_page(request, payments, totals["count"]))
+        context.update(totals=totals, page=lists.page(request, payments, totals["count"]))
     return render(request, "payments/list.html", context, status=400 if filters.errors else 200)
 
 
@@ -76,14 +49,14 @@ def refund_list(request):
     require(request.user, Action.VIEW)
     filters = selectors.parse_filters(request.user, request.GET, choices=selectors.REFUND_CHOICES)
     context = {
-        **_filter_context(request, filters, devices=False),
+        **lists.filter_context(request, filters, devices=False),
         "statuses": Refund.Status.choices,
         "kinds": Refund.Kind.choices,
     }
     if not filters.errors:
         refunds = selectors.filter_refunds(selectors.refunds_visible_to(request.user), filters)
         totals = selectors.refund_totals(refunds)
-        context.update(totals=totals, page=_page(request, refunds, totals["count"]))
+        context.update(totals=totals, page=lists.page(request, refunds, totals["count"]))
     return render(request, "payments/refund_list.html", context, status=400 if filters.errors else 200)
 
 
@@ -129,13 +102,8 @@ def attention_list(request):
     )
 
 
-# --- exports -----------------------------------------------------------------------------------------------------
-# Headers and names in the console's language (Chinese unless English is chosen), amounts in yuan, times in China
-# time, ids as text. XLSX is the export to open in Excel: its id cells are text; a CSV opened by double-click may
-# show a long order number as 4.2E+27.
+# --- exports (payments.lists writes them) ------------------------------------------------------------------------
 
-
-MERCHANT_COLUMN = pgettext_lazy("export column", "Merchant")  # left out for a merchant's own staff
 PAYMENT_COLUMNS = [
     (pgettext_lazy("export column", "Order no."), lambda p, names: p.out_trade_no),
     (pgettext_lazy("export column", "Created (China time)"), lambda p, names: china_time(p.created_at)),
@@ -146,7 +114,7 @@ PAYMENT_COLUMNS = [
     (pgettext_lazy("export column", "Channel"), lambda p, names: names["channel"][p.channel]),
     (pgettext_lazy("export column", "Method"), lambda p, names: names["method"][p.method]),
     (pgettext_lazy("export column", "Wallet"), lambda p, names: names["wallet"][p.wallet]),
-    (MERCHANT_COLUMN, lambda p, names: p.merchant.name),
+    (lists.MERCHANT_COLUMN, lambda p, names: p.merchant.name),
     (pgettext_lazy("export column", "Store id"), lambda p, names: p.store.store_id),
     (pgettext_lazy("export column", "Store"), lambda p, names: p.store.name),
     (pgettext_lazy("export column", "Device"), lambda p, names: p.device.device_id if p.device else None),
@@ -161,7 +129,7 @@ REFUND_COLUMNS = [
     (pgettext_lazy("export column", "Order no."), lambda r, names: r.payment.out_trade_no),
     (pgettext_lazy("export column", "Channel refund id"), lambda r, names: r.refund_id),
     (pgettext_lazy("export column", "Transaction id"), lambda r, names: r.payment.transaction_id),
-    (MERCHANT_COLUMN, lambda r, names: r.payment.merchant.name),
+    (lists.MERCHANT_COLUMN, lambda r, names: r.payment.merchant.name),
     (pgettext_lazy("export column", "Store id"), lambda r, names: r.payment.store.store_id),
     (pgettext_lazy("export column", "Store"), lambda r, names: r.payment.store.name),
     (pgettext_lazy("export column", "Refund amount (yuan)"), lambda r, names: yuan(r.refund_fee)),
@@ -178,39 +146,18 @@ REFUND_COLUMNS = [
 ]
 
 
-def _names(**choices) -> dict[str, dict[str, str]]:
-    """Each field's values by their names, translated now (the rows are written after the view has returned)."""
-    return {name: {value: str(label) for value, label in pairs} for name, pairs in choices.items()}
-
-
-def _export(request, *, name: str, title: str, queryset, columns, names, extension: str):
-    """The export of a list's filtered rows. The merchant column is for those who see many merchants."""
-    if not selectors.sees_many_merchants(request.user):
-        columns = [(title, value) for title, value in columns if title is not MERCHANT_COLUMN]
-    header = [str(title) for title, _value in columns]
-    rows = ([value(row, names) for _title, value in columns] for row in queryset.iterator(chunk_size=EXPORT_CHUNK))
-    filename = f"{name}-{timezone.localdate():%Y%m%d}.{extension}"
-    if extension == "xlsx":
-        return xlsx_response(filename=filename, title=title, header=header, rows=rows)
-    return csv_response(filename=filename, header=header, rows=rows)
-
-
-def _refused(filters: selectors.ListFilters) -> HttpResponseBadRequest:
-    return HttpResponseBadRequest("\n".join(filters.errors), content_type="text/plain; charset=utf-8")
-
-
 def _payment_export(request, extension: str):
     filters = selectors.parse_filters(request.user, request.GET, choices=selectors.PAYMENT_CHOICES)
     if filters.errors:
-        return _refused(filters)
+        return lists.refused(filters)
     payments = selectors.filter_payments(selectors.payments_visible_to(request.user), filters)
-    names = _names(
+    names = lists.choice_names(
         status=PaymentStatus.choices,
         channel=Merchant.Channel.choices,
         method=Payment.Method.choices,
         wallet=Payment.Wallet.choices,
     )
-    return _export(
+    return lists.export(
         request,
         name="payments",
         title=_("Payments"),
@@ -225,15 +172,15 @@ def _refund_export(request, extension: str):
     require(request.user, Action.VIEW)
     filters = selectors.parse_filters(request.user, request.GET, choices=selectors.REFUND_CHOICES)
     if filters.errors:
-        return _refused(filters)
+        return lists.refused(filters)
     refunds = selectors.filter_refunds(selectors.refunds_visible_to(request.user), filters)
-    return _export(
+    return lists.export(
         request,
         name="refunds",
         title=_("Refunds"),
         queryset=selectors.refunds_for_export(refunds),
         columns=REFUND_COLUMNS,
-        names=_names(status=Refund.Status.choices, kind=Refund.Kind.choices),
+        names=lists.choice_names(status=Refund.Status.choices, kind=Refund.Kind.choices),
         extension=extension,
     )
 
@@ -266,9 +213,11 @@ def payment_detail(request, pk: int):
         "payments/detail.html",
         {
             "payment": payment,
-            "events": payment.events.select_related("actor_user", "refund"),
+            "timeline": timeline.payment_timeline(payment, payment.events.select_related("actor_user", "refund")),
+            "error": timeline.payment_error(payment),
             "refunds": payment.refunds.all(),
             "resolutions": [(value, PaymentStatus(value).label) for value in services.RESOLUTIONS],
+            "refund_resolutions": REFUND_RESOLUTION_LABELS,
             "refundable": payment.total_fee - payment.reserved_refund_fee,
             "can_cancel": services.payment_cancel_allowed(payment),
             "is_settled": payment.status not in (PaymentStatus.PAYING, PaymentStatus.REVERSING)
@@ -294,6 +243,13 @@ def payment_status_fragment(request, pk: int):
         response["HX-Refresh"] = "true"  # settled: reload once so the timeline and actions are current
     return response
 
+
+# What a person may record for a refund in ATTENTION (services.REFUND_RESOLUTIONS), as the form offers it.
+REFUND_RESOLUTION_LABELS = [
+    ("SUCCESS", gettext_lazy("Refunded (the channel shows it succeeded)")),
+    ("FAILED", gettext_lazy("Not refunded (the amount can be refunded again)")),
+    ("RETRY", gettext_lazy("Send it again with the same refund number")),
+]
 
 _REFUND_REFUSALS = {
     "REFUND_EXCEEDS_PAYMENT": gettext_lazy("More than what is left to refund."),
@@ -410,4 +366,25 @@ def payment_resolve_attention(request, pk: int):
             messages.error(request, message)
     else:
         messages.success(request, _("Payment settled."))
+    return redirect("portal:payment_detail", pk=payment.pk)
+
+
+@login_required
+@require_POST
+def refund_resolve_attention(request, pk: int, refund_pk: int):
+    require(request.user, Action.RESOLVE)
+    payment = _payment(request, pk)
+    refund = get_object_or_404(payment.refunds, pk=refund_pk)
+    try:
+        services.refund_resolve_attention(
+            refund=refund,
+            outcome=request.POST.get("outcome", ""),
+            note=request.POST.get("note", ""),
+            user=request.user,
+        )
+    except DomainError as exc:
+        for message in exc.details.values() or [exc.message]:
+            messages.error(request, message)
+    else:
+        messages.success(request, _("Refund settled."))
     return redirect("portal:payment_detail", pk=payment.pk)

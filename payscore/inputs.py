@@ -11,10 +11,10 @@ from datetime import datetime
 
 from rest_framework import serializers
 
-from payscore.models import OUT_ORDER_NO_PATTERN
+from payscore.models import OUT_ORDER_NO_PATTERN, ServiceOrder
 from portal.api import StrictIntegerField
 
-RISK_FUND_NAMES = ("DEPOSIT", "ADVANCE", "CASH_DEPOSIT", "ESTIMATE_ORDER_COST")
+RISK_FUND_NAMES = tuple(ServiceOrder.RiskFund.values)
 OPENID_PATTERN = r"^[0-9A-Za-z_\-]{1,128}$"
 
 

@@ -1,22 +1,25 @@
-"""Console pages for PayScore service orders: list, detail with timeline, and the staff actions (complete with a
-line-item editor, cancel, sync, refresh). Scoped by `service_orders_visible_to`; actions need Action.PAYSCORE
-(refresh: Action.REFRESH); every write goes through `payscore.services` (audited there)."""
+"""Console pages for PayScore service orders: the list with its filters, totals and exports (as the payments list:
+payments.lists), detail with timeline, and the staff actions (complete with a line-item editor, cancel, sync,
+refresh). Scoped by `service_orders_visible_to`; actions need Action.PAYSCORE (refresh: Action.REFRESH); every write
+goes through `payscore.services` (audited there)."""
 
 from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
-from django.db.models import Q
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
+from django.utils.translation import pgettext_lazy
 from django.views.decorators.http import require_POST
 from rest_framework.exceptions import ValidationError
 
-from payscore import inputs, selectors, services
+from payments import lists
+from payments.selectors import parse_filters
+from payscore import inputs, selectors, services, timeline
 from payscore.models import ServiceOrder
 from portal.api_errors import flatten_detail
 from portal.errors import DomainError
+from portal.exports import china_time, yuan
 from portal.money import yuan_to_fen
 from portal.permissions import Action, require
 
@@ -27,21 +30,93 @@ def _order(request, pk: int) -> ServiceOrder:
     return get_object_or_404(selectors.service_orders_visible_to(request.user), pk=pk)
 
 
+def _filtered(request):
+    """(filters, the orders they select) — the orders only when the filters can be used."""
+    filters = parse_filters(request.user, request.GET, choices=selectors.SERVICE_ORDER_CHOICES)
+    if filters.errors:
+        return filters, None
+    return filters, selectors.filter_service_orders(selectors.service_orders_visible_to(request.user), filters)
+
+
 @login_required
 def order_list(request):
-    orders = selectors.service_orders_visible_to(request.user).select_related("store").order_by("-created_at")
-    if state := request.GET.get("state"):
-        orders = orders.filter(state=state)
-    if q := request.GET.get("q", "").strip():
-        orders = orders.filter(Q(out_order_no__icontains=q) | Q(order_id=q) | Q(openid=q))
-    page = Paginator(orders, 50).get_page(request.GET.get("page"))
-    query = request.GET.copy()
-    query.pop("page", None)
-    return render(
+    filters, orders = _filtered(request)
+    context = {**lists.filter_context(request, filters, devices=True), "states": ServiceOrder.State.choices}
+    if orders is not None:
+        totals = selectors.service_order_totals(orders)
+        context.update(totals=totals, page=lists.page(request, orders, totals["count"]))
+    return render(request, "payscore/list.html", context, status=400 if filters.errors else 200)
+
+
+def _risk_fund_amount(order: ServiceOrder):
+    amount = (order.risk_fund or {}).get("amount")
+    return yuan(amount) if isinstance(amount, int) else None
+
+
+def _choice_name(names: dict[str, str], value: str) -> str | None:
+    """A choice's name; None (an empty cell) for the empty choice, whose name is a dash."""
+    return names[value] if value else None
+
+
+ORDER_COLUMNS = [
+    (pgettext_lazy("export column", "Order no."), lambda o, names: o.out_order_no),
+    (pgettext_lazy("export column", "WeChat order id"), lambda o, names: o.order_id),
+    (pgettext_lazy("export column", "Created (China time)"), lambda o, names: china_time(o.created_at)),
+    (pgettext_lazy("export column", "Updated (China time)"), lambda o, names: china_time(o.updated_at)),
+    (pgettext_lazy("export column", "Status"), lambda o, names: names["state"][o.state]),
+    (
+        pgettext_lazy("export column", "Status description"),
+        lambda o, names: _choice_name(names["state_description"], o.state_description),
+    ),
+    (
+        pgettext_lazy("export column", "Collection status"),
+        lambda o, names: _choice_name(names["collection"], o.collection_state),
+    ),
+    (pgettext_lazy("export column", "Service"), lambda o, names: o.service_introduction),
+    (pgettext_lazy("export column", "Risk fund"), lambda o, names: str(o.risk_fund_label)),
+    (pgettext_lazy("export column", "Risk fund amount (yuan)"), lambda o, names: _risk_fund_amount(o)),
+    (
+        pgettext_lazy("export column", "Total amount (yuan)"),
+        lambda o, names: None if o.total_amount is None else yuan(o.total_amount),
+    ),
+    (pgettext_lazy("export column", "Collected (yuan)"), lambda o, names: yuan(o.paid_amount)),
+    (lists.MERCHANT_COLUMN, lambda o, names: o.merchant.name),
+    (pgettext_lazy("export column", "Store id"), lambda o, names: o.store.store_id),
+    (pgettext_lazy("export column", "Store"), lambda o, names: o.store.name),
+    (pgettext_lazy("export column", "Device"), lambda o, names: o.device.device_id if o.device else None),
+    (pgettext_lazy("export column", "openid"), lambda o, names: o.openid),
+    (pgettext_lazy("export column", "Transaction ids"), lambda o, names: ", ".join(o.transaction_ids or [])),
+    (pgettext_lazy("export column", "Error code"), lambda o, names: o.last_error_code),
+]
+
+
+def _order_export(request, extension: str):
+    filters, orders = _filtered(request)
+    if orders is None:
+        return lists.refused(filters)
+    return lists.export(
         request,
-        "payscore/list.html",
-        {"page": page, "filters": request.GET, "query": query.urlencode(), "states": ServiceOrder.State.choices},
+        name="payscore-orders",
+        title=_("PayScore orders"),
+        queryset=selectors.service_orders_for_export(orders),
+        columns=ORDER_COLUMNS,
+        names=lists.choice_names(
+            state=ServiceOrder.State.choices,
+            state_description=ServiceOrder.StateDescription.choices,
+            collection=ServiceOrder.Collection.choices,
+        ),
+        extension=extension,
     )
+
+
+@login_required
+def order_export(request):
+    return _order_export(request, "csv")
+
+
+@login_required
+def order_export_xlsx(request):
+    return _order_export(request, "xlsx")
 
 
 @login_required
@@ -62,7 +137,8 @@ def order_detail(
         {
             "order": order,
             "typed": typed or {},
-            "events": selectors.service_order_events(order),
+            "timeline": timeline.order_timeline(order, selectors.service_order_events(order)),
+            "error": timeline.order_error(order),
             "complete_errors": complete_errors or {},
             "lines": lines
             or [

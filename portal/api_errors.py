@@ -10,7 +10,7 @@ import redis.exceptions
 from django.core.exceptions import DisallowedHost, RequestDataTooBig
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.db import InterfaceError, OperationalError
-from django.http import Http404, HttpResponse, JsonResponse
+from django.http import Http404, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.template.loader import render_to_string
 from django.utils.deprecation import MiddlewareMixin
 from django.views import defaults
@@ -165,7 +165,8 @@ def exception_handler(exc, context):
 
 
 # Django's own error pages, for what never reaches a DRF view (an unknown path, a crash): JSON in the API's shape
-# under /api/ and /notify/ (machines read those), the usual HTML pages elsewhere.
+# under /api/ and /notify/ (machines read those), the console's pages elsewhere (templates/400.html, 404.html,
+# 500.html; 403.html comes from Django's default handler).
 _MACHINE_PREFIXES = ("/api/", "/notify/")
 
 
@@ -178,7 +179,8 @@ def bad_request(request, exception):
         else:
             body = error_body("BAD_REQUEST", "The request could not be understood.")
         return JsonResponse(body, status=400)
-    return defaults.bad_request(request, exception)
+    # Without a request context, like the 500 page: a refused request may not even have a usable session.
+    return HttpResponseBadRequest(render_to_string("400.html"))
 
 
 def page_not_found(request, exception):

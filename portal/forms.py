@@ -314,6 +314,18 @@ class StoreForm(forms.Form):
     area_code = forms.CharField(
         label=_("Area code"), max_length=12, required=False, help_text=_("Administrative area code, e.g. 440305.")
     )
+    opens_at = forms.TimeField(
+        label=_("Opens at"),
+        required=False,
+        widget=forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),
+        help_text=_("China time. A terminal offline while the store is open is an alert; without hours, none is."),
+    )
+    closes_at = forms.TimeField(
+        label=_("Closes at"),
+        required=False,
+        widget=forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),
+        help_text=_("The opening time again: open all day. Earlier than it: open past midnight."),
+    )
 
     def __init__(self, *args, merchants=None, editing: bool = False, **kwargs):
         super().__init__(*args, **kwargs)

@@ -25,3 +25,22 @@ backlog = 2048
 accesslog = os.environ.get("WEB_ACCESS_LOG") or None
 errorlog = "-"
 control_socket_disable = True  # gunicorn's runtime control socket: not used, and two servers on a host would share it
+
+
+def on_starting(server) -> None:
+    """The master loads the settings before it starts a worker: they join METRICS_DIR (portal/metrics_dir.py; not
+    with METRICS_ENABLED false), so the master holds the node's metrics lock for as long as it runs (a worker
+    restarting keeps the files) and the workers inherit PROMETHEUS_MULTIPROC_DIR."""
+    from django.conf import settings
+
+    settings.METRICS_DIR  # noqa: B018 - reading a setting loads them all
+
+
+def child_exit(server, worker) -> None:
+    """A worker ended: its live gauges (if any) leave the scrape; its counters and histograms stay in the totals."""
+    from django.conf import settings
+    from prometheus_client import multiprocess
+
+    if not settings.METRICS_ENABLED:
+        return  # no METRICS_DIR joined: nothing of the worker's to remove
+    multiprocess.mark_process_dead(worker.pid)

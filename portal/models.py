@@ -3,9 +3,12 @@ and the audit log of staff actions."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import Count, Q
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from portal.fields import EncryptedTextField
@@ -14,21 +17,25 @@ from portal.fields import EncryptedTextField
 class ServiceProvider(models.Model):
     """A service provider (服务商) that onboards merchants: a WeChat Pay service provider, a UMF agent, or both."""
 
-    name = models.CharField(max_length=128)
-    code = models.SlugField(max_length=32, unique=True, help_text="Short identifier used in URLs and exports.")
+    name = models.CharField(_("name"), max_length=128)
+    code = models.SlugField(
+        _("code"), max_length=32, unique=True, help_text="Short identifier used in URLs and exports."
+    )
     umpay_acq_sp_id = models.CharField(
-        "UMF acqSpId", max_length=10, blank=True, help_text="UMF agent number (acqSpId), assigned by UMF."
+        _("UMF acqSpId"), max_length=10, blank=True, help_text="UMF agent number (acqSpId), assigned by UMF."
     )
     wechat_appid = models.CharField(
-        "WeChat appid", max_length=32, blank=True, help_text="Service provider's appid (appid in 服务商 mode)."
+        _("WeChat appid"), max_length=32, blank=True, help_text="Service provider's appid (appid in 服务商 mode)."
     )
     wechat_mch_id = models.CharField(
-        "WeChat mch_id", max_length=32, blank=True, help_text="Service provider's merchant number (mch_id)."
+        _("WeChat mch_id"), max_length=32, blank=True, help_text="Service provider's merchant number (mch_id)."
     )
-    is_active = models.BooleanField(default=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    is_active = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
+        verbose_name = _("service provider")
+        verbose_name_plural = _("service providers")
         ordering = ["name"]
 
     def __str__(self) -> str:
@@ -47,35 +54,43 @@ class Merchant(models.Model):
 
     provider = models.ForeignKey(
         ServiceProvider,
+        verbose_name=_("service provider"),
         null=True,
         blank=True,
         on_delete=models.PROTECT,
         related_name="merchants",
         help_text="Empty for a direct merchant that no provider manages.",
     )
-    name = models.CharField(max_length=128)
-    channel = models.CharField(max_length=16, choices=Channel.choices)
-    status = models.CharField(max_length=12, choices=Status.choices, default=Status.ACTIVE)
-    appid = models.CharField(max_length=32, blank=True, help_text="WeChat appid (direct mode).")
-    mch_id = models.CharField(max_length=32, blank=True, help_text="WeChat mch_id (direct mode).")
-    sub_appid = models.CharField(max_length=32, blank=True, help_text="WeChat sub_appid (service-provider mode).")
-    sub_mch_id = models.CharField(max_length=32, blank=True, help_text="WeChat sub_mch_id (service-provider mode).")
+    name = models.CharField(_("name"), max_length=128)
+    channel = models.CharField(_("channel"), max_length=16, choices=Channel.choices)
+    status = models.CharField(_("status"), max_length=12, choices=Status.choices, default=Status.ACTIVE)
+    appid = models.CharField(_("WeChat appid"), max_length=32, blank=True, help_text="WeChat appid (direct mode).")
+    mch_id = models.CharField(_("WeChat mch_id"), max_length=32, blank=True, help_text="WeChat mch_id (direct mode).")
+    sub_appid = models.CharField(
+        _("WeChat sub_appid"), max_length=32, blank=True, help_text="WeChat sub_appid (service-provider mode)."
+    )
+    sub_mch_id = models.CharField(
+        _("WeChat sub_mch_id"), max_length=32, blank=True, help_text="WeChat sub_mch_id (service-provider mode)."
+    )
     umpay_acq_mer_id = models.CharField(
-        "UMF acqMerId", max_length=8, blank=True, help_text="UMF merchant number (acqMerId)."
+        _("UMF acqMerId"), max_length=8, blank=True, help_text="UMF merchant number (acqMerId)."
     )
     payscore_service_id = models.CharField(
-        "PayScore service_id", max_length=32, blank=True, help_text="WeChat PayScore service_id (支付分服务ID)."
+        _("PayScore service_id"), max_length=32, blank=True, help_text="WeChat PayScore service_id (支付分服务ID)."
     )
     webhook_event_types = models.JSONField(
+        _("webhook event types"),
         default=list,
         blank=True,
         editable=False,
         help_text="The event types some active webhook endpoint of this merchant subscribes to (kept by the webhooks "
         "app), so a payment of a merchant without webhooks costs no lookup.",
     )
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
+        verbose_name = _("merchant")
+        verbose_name_plural = _("merchants")
         ordering = ["name"]
         constraints = [
             models.CheckConstraint(
@@ -116,35 +131,68 @@ class ChannelCredentials(models.Model):
     """
 
     provider = models.OneToOneField(
-        ServiceProvider, null=True, blank=True, on_delete=models.CASCADE, related_name="credentials"
+        ServiceProvider,
+        verbose_name=_("service provider"),
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="credentials",
     )
     merchant = models.OneToOneField(
-        Merchant, null=True, blank=True, on_delete=models.CASCADE, related_name="credentials"
+        Merchant,
+        verbose_name=_("merchant"),
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="credentials",
     )
-    wechat_api_v2_key = EncryptedTextField(blank=True, help_text="API v2 key (32 chars), signs v2 XML calls.")
-    wechat_api_v3_key = EncryptedTextField(blank=True, help_text="APIv3 key (32 bytes), decrypts v3 notifications.")
+    wechat_api_v2_key = EncryptedTextField(
+        _("WeChat API v2 key"), blank=True, help_text="API v2 key (32 chars), signs v2 XML calls."
+    )
+    wechat_api_v3_key = EncryptedTextField(
+        _("WeChat APIv3 key"), blank=True, help_text="APIv3 key (32 bytes), decrypts v3 notifications."
+    )
     wechat_private_key = EncryptedTextField(
-        blank=True, help_text="Merchant API private key (apiclient_key.pem): v3 signatures and secapi mutual TLS."
+        _("merchant API private key"),
+        blank=True,
+        help_text="Merchant API private key (apiclient_key.pem): v3 signatures and secapi mutual TLS.",
     )
     wechat_certificate = EncryptedTextField(
-        blank=True, help_text="Merchant API certificate (apiclient_cert.pem), the client certificate for secapi."
+        _("merchant API certificate"),
+        blank=True,
+        help_text="Merchant API certificate (apiclient_cert.pem), the client certificate for secapi.",
     )
     wechat_cert_serial = models.CharField(
-        max_length=64, blank=True, help_text="Serial of the merchant API certificate (serial_no), upper hex."
+        _("merchant API certificate serial"),
+        max_length=64,
+        blank=True,
+        help_text="Serial of the merchant API certificate (serial_no), upper hex.",
     )
     wechat_platform_certificates = models.TextField(
-        blank=True, help_text="WeChat Pay platform certificates (PEM, one or more); public."
+        _("WeChat Pay platform certificates"),
+        blank=True,
+        help_text="WeChat Pay platform certificates (PEM, one or more); public.",
     )
-    wechat_platform_public_key = models.TextField(blank=True, help_text="WeChat Pay platform public key (PEM).")
+    wechat_platform_public_key = models.TextField(
+        _("WeChat Pay platform public key"), blank=True, help_text="WeChat Pay platform public key (PEM)."
+    )
     wechat_platform_public_key_id = models.CharField(
-        max_length=64, blank=True, help_text="Platform public key id (PUB_KEY_ID_…), sent as Wechatpay-Serial."
+        _("WeChat Pay platform public key id"),
+        max_length=64,
+        blank=True,
+        help_text="Platform public key id (PUB_KEY_ID_…), sent as Wechatpay-Serial.",
     )
-    umpay_private_key = EncryptedTextField(blank=True, help_text="UMF private key (*.key.p8), signs requests.")
-    umpay_certificate = models.TextField(blank=True, help_text="UMF certificate (*.cert.crt) as PEM; public.")
-    updated_at = models.DateTimeField(auto_now=True)
+    umpay_private_key = EncryptedTextField(
+        _("UMF private key"), blank=True, help_text="UMF private key (*.key.p8), signs requests."
+    )
+    umpay_certificate = models.TextField(
+        _("UMF certificate"), blank=True, help_text="UMF certificate (*.cert.crt) as PEM; public."
+    )
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
-        verbose_name_plural = "channel credentials"
+        verbose_name = _("channel credentials")
+        verbose_name_plural = _("channel credentials")
         constraints = [
             models.CheckConstraint(
                 name="credentials_exactly_one_owner",
@@ -177,42 +225,97 @@ class ChannelCredentials(models.Model):
 
 
 class Store(models.Model):
-    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="stores")
-    store_id = models.CharField(max_length=32, help_text="Store number sent to WeChat as store_id (≤32).")
-    name = models.CharField(max_length=128, help_text="Sent to WeChat as store_name (≤128).")
-    address = models.CharField(max_length=255, blank=True)
-    area_code = models.CharField(max_length=12, blank=True, help_text="Administrative area code, e.g. 440305.")
-    is_active = models.BooleanField(default=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    merchant = models.ForeignKey(Merchant, verbose_name=_("merchant"), on_delete=models.PROTECT, related_name="stores")
+    store_id = models.CharField(
+        _("store number"), max_length=32, help_text="Store number sent to WeChat as store_id (≤32)."
+    )
+    name = models.CharField(_("name"), max_length=128, help_text="Sent to WeChat as store_name (≤128).")
+    address = models.CharField(_("address"), max_length=255, blank=True)
+    area_code = models.CharField(
+        _("area code"), max_length=12, blank=True, help_text="Administrative area code, e.g. 440305."
+    )
+    # Opening hours, China time: a terminal offline while the store is open is an alert (alerts app). Both empty: no
+    # hours known, no such alert; equal: open all day; closing before opening: open past midnight.
+    opens_at = models.TimeField(_("opens at"), null=True, blank=True)
+    closes_at = models.TimeField(_("closes at"), null=True, blank=True)
+    is_active = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
+        verbose_name = _("store")
+        verbose_name_plural = _("stores")
         ordering = ["merchant_id", "store_id"]
         constraints = [
             models.UniqueConstraint(fields=["merchant", "store_id"], name="store_unique_store_id_per_merchant"),
             models.CheckConstraint(name="store_store_id_not_empty", condition=~Q(store_id="")),
+            models.CheckConstraint(
+                name="store_hours_both_or_neither",
+                condition=Q(opens_at__isnull=True, closes_at__isnull=True)
+                | Q(opens_at__isnull=False, closes_at__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.store_id})"
 
 
+class Presence(models.TextChoices):
+    """A device's presence, derived from `Device.last_seen_at` (never stored): online when it was seen within
+    DEVICE_OFFLINE_AFTER_SECONDS, offline when seen before that, never seen when no authenticated request arrived."""
+
+    ONLINE = "online", _("Online")
+    OFFLINE = "offline", _("Offline")
+    NEVER = "never", _("Never seen")
+
+
+def online_since(now: datetime | None = None) -> datetime:
+    """The earliest last_seen_at that still counts as online at `now`."""
+    return (now or timezone.now()) - timedelta(seconds=settings.DEVICE_OFFLINE_AFTER_SECONDS)
+
+
+class DeviceQuerySet(models.QuerySet):
+    def presence(self, presence: str, now: datetime | None = None) -> DeviceQuerySet:
+        """The devices whose presence at `now` is `presence` (a `Presence` value), filtered in SQL."""
+        since = online_since(now)
+        return self.filter(
+            {
+                Presence.ONLINE: Q(last_seen_at__gte=since),
+                Presence.OFFLINE: Q(last_seen_at__lt=since),
+                Presence.NEVER: Q(last_seen_at__isnull=True),
+            }[presence]
+        )
+
+    def presence_counts(self, now: datetime | None = None) -> dict[str, int]:
+        """{"total", "online", "offline", "never"} of this set at `now`, in one query."""
+        counts = self.aggregate(
+            total=Count("pk"),
+            online=Count("pk", filter=Q(last_seen_at__gte=online_since(now))),
+            never=Count("pk", filter=Q(last_seen_at__isnull=True)),
+        )
+        return {**counts, "offline": counts["total"] - counts["online"] - counts["never"]}
+
+
 class Device(models.Model):
     """A face-pay terminal. Its secret signs every terminal API request (HMAC-SHA256)."""
 
-    store = models.ForeignKey(Store, on_delete=models.PROTECT, related_name="devices")
+    store = models.ForeignKey(Store, verbose_name=_("store"), on_delete=models.PROTECT, related_name="devices")
     device_id = models.CharField(
-        max_length=32, unique=True, help_text="Terminal number sent to WeChat as device_id (≤32)."
+        _("device number"), max_length=32, unique=True, help_text="Terminal number sent to WeChat as device_id (≤32)."
     )
-    name = models.CharField(max_length=64, blank=True)
-    secret = EncryptedTextField(help_text="HMAC key shared with the terminal; shown once when generated.")
-    is_active = models.BooleanField(default=True)
-    last_seen_at = models.DateTimeField(null=True, blank=True)
-    sdk_version = models.CharField(max_length=32, blank=True)
-    app_version = models.CharField(max_length=32, blank=True)
-    secret_rotated_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    name = models.CharField(_("name"), max_length=64, blank=True)
+    secret = EncryptedTextField(_("secret"), help_text="HMAC key shared with the terminal; shown once when generated.")
+    is_active = models.BooleanField(_("active"), default=True)
+    last_seen_at = models.DateTimeField(_("last seen at"), null=True, blank=True)
+    sdk_version = models.CharField(_("SDK version"), max_length=32, blank=True)
+    app_version = models.CharField(_("app version"), max_length=32, blank=True)
+    secret_rotated_at = models.DateTimeField(_("secret rotated at"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    objects = DeviceQuerySet.as_manager()
 
     class Meta:
+        verbose_name = _("device")
+        verbose_name_plural = _("devices")
         ordering = ["device_id"]
         constraints = [
             models.CheckConstraint(
@@ -222,6 +325,12 @@ class Device(models.Model):
 
     def __str__(self) -> str:
         return self.device_id
+
+    def presence(self, now: datetime | None = None) -> Presence:
+        """The device's presence at `now`, by the rule `DeviceQuerySet.presence` filters with."""
+        if self.last_seen_at is None:
+            return Presence.NEVER
+        return Presence.ONLINE if self.last_seen_at >= online_since(now) else Presence.OFFLINE
 
 
 class DeviceNonce(models.Model):
@@ -250,17 +359,31 @@ class StaffMembership(models.Model):
     PROVIDER_ROLES = (Role.PROVIDER_ADMIN, Role.PROVIDER_REVIEWER)
     MERCHANT_ROLES = (Role.MERCHANT_ADMIN, Role.MERCHANT_STAFF)
 
-    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="membership")
-    role = models.CharField(max_length=20, choices=Role.choices)
-    provider = models.ForeignKey(ServiceProvider, null=True, blank=True, on_delete=models.CASCADE, related_name="staff")
-    merchant = models.ForeignKey(Merchant, null=True, blank=True, on_delete=models.CASCADE, related_name="staff")
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, verbose_name=_("user"), on_delete=models.CASCADE, related_name="membership"
+    )
+    role = models.CharField(_("role"), max_length=20, choices=Role.choices)
+    provider = models.ForeignKey(
+        ServiceProvider,
+        verbose_name=_("service provider"),
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="staff",
+    )
+    merchant = models.ForeignKey(
+        Merchant, verbose_name=_("merchant"), null=True, blank=True, on_delete=models.CASCADE, related_name="staff"
+    )
     must_change_password = models.BooleanField(
+        _("must change password"),
         default=False,
         help_text="Set when an admin created the account or reset its password: the user must choose a new password "
         "before anything else in the console.",
     )
 
     class Meta:
+        verbose_name = _("console role")
+        verbose_name_plural = _("console roles")
         constraints = [
             models.CheckConstraint(
                 name="membership_role_matches_owner",
@@ -282,19 +405,37 @@ class StaffMembership(models.Model):
 class AuditLog(models.Model):
     """Append-only record of staff and operator actions (credential changes, device state, refunds, …)."""
 
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    created_at = models.DateTimeField(_("time"), auto_now_add=True, db_index=True)
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("user"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
     )
-    actor_label = models.CharField(max_length=150, help_text="Username, or 'cli' / 'system' for non-user actions.")
-    action = models.CharField(max_length=64, db_index=True)
-    object_type = models.CharField(max_length=64)
-    object_id = models.CharField(max_length=64)
-    provider = models.ForeignKey(ServiceProvider, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    merchant = models.ForeignKey(Merchant, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    details = models.JSONField(default=dict, blank=True, help_text="What changed; never secret values.")
+    actor_label = models.CharField(
+        _("by"), max_length=150, help_text="Username, or 'cli' / 'system' for non-user actions."
+    )
+    action = models.CharField(_("action"), max_length=64, db_index=True)
+    object_type = models.CharField(_("object type"), max_length=64)
+    object_id = models.CharField(_("object id"), max_length=64)
+    provider = models.ForeignKey(
+        ServiceProvider,
+        verbose_name=_("service provider"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    merchant = models.ForeignKey(
+        Merchant, verbose_name=_("merchant"), null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    details = models.JSONField(_("details"), default=dict, blank=True, help_text="What changed; never secret values.")
 
     class Meta:
+        verbose_name = _("audit log entry")
+        verbose_name_plural = _("audit log entries")
         ordering = ["-created_at", "-id"]
 
     def __str__(self) -> str:

@@ -20,6 +20,7 @@ urlpatterns = [
     path("stores/<int:pk>/edit/", views.store_edit, name="store_edit"),
     path("stores/<int:pk>/toggle", views.store_toggle, name="store_toggle"),
     path("stores/<int:pk>/devices/register", views.device_register, name="device_register"),
+    path("devices/", views.device_list, name="device_list"),
     path("devices/<int:pk>/rotate", views.device_rotate, name="device_rotate"),
     path("devices/<int:pk>/secret/<str:token>", views.device_secret, name="device_secret"),
     path("devices/<int:pk>/toggle", views.device_toggle, name="device_toggle"),

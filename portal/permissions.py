@@ -6,6 +6,7 @@ from __future__ import annotations
 import enum
 
 from django.core.exceptions import PermissionDenied
+from django.utils.translation import gettext_lazy as _
 
 from portal.models import StaffMembership
 from portal.selectors import membership_of
@@ -25,6 +26,7 @@ class Action(enum.StrEnum):
     RECONCILE = "reconcile"  # upload bills, explain differences: service-provider staff settle, merchants only look
     INTEGRATIONS = "integrations"  # webhook endpoints and merchant API clients (provider and merchant admins)
     MANAGE_USERS = "manage_users"  # console users and their roles, within the admin's own provider or merchant
+    ALERT_CHANNELS = "alert_channels"  # the chat robots alerts are sent to (provider and merchant admins)
 
 
 Role = StaffMembership.Role
@@ -35,6 +37,25 @@ ROLE_ACTIONS: dict[str, frozenset[Action]] = {
     ),
     Role.MERCHANT_ADMIN: frozenset(Action) - {Action.MANAGE_MERCHANTS, Action.RESOLVE, Action.RECONCILE},
     Role.MERCHANT_STAFF: frozenset({Action.VIEW}),
+}
+
+
+# Why `require` refused, in the user's language (the 403 page shows it).
+DENIED = {
+    Action.VIEW: _("Your role cannot use the console."),
+    Action.MANAGE_MERCHANTS: _("Your role cannot manage merchants."),
+    Action.MANAGE_STORES: _("Your role cannot manage stores and devices."),
+    Action.REFUND: _("Your role cannot refund payments."),
+    Action.REVERSE: _("Your role cannot reverse payments."),
+    Action.REFRESH: _("Your role cannot ask the channel for an order's status."),
+    Action.RESOLVE: _("Your role cannot settle payments that need attention."),
+    Action.PAYSCORE: _("Your role cannot complete, cancel or sync PayScore orders."),
+    Action.ERASE_MEMBER: _("Your role cannot erase members' personal data."),
+    Action.VIEW_AUDIT: _("Your role cannot view the audit log."),
+    Action.RECONCILE: _("Your role cannot reconcile bills or explain differences."),
+    Action.INTEGRATIONS: _("Your role cannot manage webhooks and API clients."),
+    Action.MANAGE_USERS: _("Your role cannot manage users."),
+    Action.ALERT_CHANNELS: _("Your role cannot manage the robots alerts are sent to."),
 }
 
 
@@ -49,7 +70,7 @@ def can(user, action: Action) -> bool:
 
 def require(user, action: Action) -> None:
     if not can(user, action):
-        raise PermissionDenied(f"Your role cannot {action.value.replace('_', ' ')}.")
+        raise PermissionDenied(DENIED[action])
 
 
 def allowed_actions(user) -> set[str]:

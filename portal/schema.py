@@ -7,6 +7,7 @@ from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import JsonResponse
+from django.utils.translation import gettext as _
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 
 from portal.api_errors import error_body
@@ -70,7 +71,7 @@ def staff_only_unless_public(view, *, viewer: bool):
         signed_in = user is not None and user.is_authenticated
         if viewer:
             if signed_in:
-                raise PermissionDenied("The API schema is for console staff.")
+                raise PermissionDenied(_("The API schema is for console staff."))
             return redirect_to_login(request.get_full_path())
         if signed_in:
             return JsonResponse(error_body("FORBIDDEN", "The API schema is for console staff."), status=403)

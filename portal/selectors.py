@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from django.db.models import Q, QuerySet
+from dataclasses import dataclass, field
+from datetime import datetime
 
-from portal.models import AuditLog, ChannelCredentials, Device, Merchant, StaffMembership, Store
+from django.db.models import Q, QuerySet
+from django.utils.translation import gettext as _
+
+from portal.models import AuditLog, ChannelCredentials, Device, Merchant, Presence, StaffMembership, Store
 
 
 def membership_of(user) -> StaffMembership | None:
@@ -56,6 +60,69 @@ def stores_visible_to(user) -> QuerySet[Store]:
 
 def devices_visible_to(user) -> QuerySet[Device]:
     return scope_queryset(Device.objects.select_related("store__merchant"), user, merchant_path="store__merchant")
+
+
+def works_across_merchants(user) -> bool:
+    """Superusers and provider staff: their device list shows and filters by merchant; a merchant's staff see
+    their own merchant only."""
+    if user is not None and user.is_authenticated and user.is_superuser:
+        return True
+    membership = membership_of(user)
+    return membership is not None and membership.is_provider_role
+
+
+@dataclass
+class DeviceFilters:
+    """The device list's filters as parsed from its GET parameters; with `errors` the list shows nothing rather
+    than a set filtered otherwise than asked."""
+
+    merchant: Merchant | None = None
+    store: Store | None = None
+    presence: str = ""  # a Presence value
+    sdk_version: str = ""
+    prefix: str = ""  # the beginning of a device number or name
+    errors: list[str] = field(default_factory=list)
+
+
+def parse_device_filters(user, params) -> DeviceFilters:
+    """merchant (for those who work across merchants), store (of the chosen merchant), status (a Presence value),
+    sdk (a version exactly), q (a prefix). Ids are looked up among what `user` may see only: a foreign id is an
+    error, never a filter."""
+    filters = DeviceFilters()
+    if (text := params.get("merchant", "").strip()) and works_across_merchants(user):
+        filters.merchant = merchants_visible_to(user).filter(pk=int(text)).first() if text.isdigit() else None
+        if filters.merchant is None:
+            filters.errors.append(_("Choose the merchant from the list."))
+    if text := params.get("store", "").strip():
+        stores = stores_visible_to(user)
+        if filters.merchant is not None:
+            stores = stores.filter(merchant=filters.merchant)
+        filters.store = stores.filter(pk=int(text)).first() if text.isdigit() else None
+        if filters.store is None:
+            filters.errors.append(_("Choose the store from the list (the chosen merchant's stores)."))
+    if text := params.get("status", "").strip():
+        if text in Presence.values:
+            filters.presence = text
+        else:
+            filters.errors.append(_("%(field)s: choose a value from the list.") % {"field": _("Status")})
+    filters.sdk_version = params.get("sdk", "").strip()
+    filters.prefix = params.get("q", "").strip()
+    return filters
+
+
+def filter_devices(queryset: QuerySet[Device], filters: DeviceFilters, now: datetime) -> QuerySet[Device]:
+    """`queryset` narrowed by the device list's filters, presence as at `now`."""
+    if filters.merchant is not None:
+        queryset = queryset.filter(store__merchant=filters.merchant)
+    if filters.store is not None:
+        queryset = queryset.filter(store=filters.store)
+    if filters.presence:
+        queryset = queryset.presence(filters.presence, now)
+    if filters.sdk_version:
+        queryset = queryset.filter(sdk_version=filters.sdk_version)
+    if filters.prefix:
+        queryset = queryset.filter(Q(device_id__istartswith=filters.prefix) | Q(name__istartswith=filters.prefix))
+    return queryset
 
 
 def signing_credentials_for(merchant: Merchant) -> ChannelCredentials | None:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Mapping
+from datetime import time, timedelta
 
 from cryptography.hazmat.primitives import serialization
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from portal import credentials as cred
@@ -306,6 +309,20 @@ def merchant_set_status(
     return merchant
 
 
+def device_mark_seen(device: Device) -> None:
+    """Move `device.last_seen_at` to now for an authenticated terminal request, at most once per
+    DEVICE_SEEN_WRITE_SECONDS: the loaded row decides whether a write is due (no query otherwise), and the UPDATE
+    repeats the condition, so concurrent requests of one device write once. One autocommitted statement of one
+    column, outside any payment's transaction."""
+    now = timezone.now()
+    stale_before = now - timedelta(seconds=settings.DEVICE_SEEN_WRITE_SECONDS)
+    if device.last_seen_at is not None and device.last_seen_at >= stale_before:
+        return
+    stale = Q(last_seen_at__isnull=True) | Q(last_seen_at__lt=stale_before)
+    if Device.objects.filter(stale, pk=device.pk).update(last_seen_at=now):
+        device.last_seen_at = now
+
+
 def device_record_heartbeat(*, device: Device, sdk_version: str, app_version: str) -> Device:
     device.last_seen_at = timezone.now()
     device.sdk_version = sdk_version
@@ -473,6 +490,17 @@ def _store_errors(values: Mapping[str, str]) -> dict[str, str]:
     return errors
 
 
+def _hours_errors(opens_at: time | None, closes_at: time | None) -> dict[str, str]:
+    if (opens_at is None) != (closes_at is None):
+        return {"opens_at" if opens_at is None else "closes_at": "Enter both opening hours, or neither."}
+    return {}
+
+
+def _audit_value(value):
+    """A store's value as the audit log's details hold it (JSON): opening hours as HH:MM."""
+    return value.strftime("%H:%M") if isinstance(value, time) else value
+
+
 @transaction.atomic
 def store_create(
     *,
@@ -481,6 +509,8 @@ def store_create(
     name: str,
     address: str = "",
     area_code: str = "",
+    opens_at: time | None = None,
+    closes_at: time | None = None,
     actor: AbstractBaseUser | None,
     actor_label: str | None = None,
 ) -> Store:
@@ -491,13 +521,13 @@ def store_create(
         "address": (address or "").strip(),
         "area_code": (area_code or "").strip(),
     }
-    errors = _store_errors(values)
+    errors = _store_errors(values) | _hours_errors(opens_at, closes_at)
     if errors:
         raise InvalidInput("Some fields are invalid.", details=errors)
     try:
         # The unique constraint (not a prior lookup) decides between two concurrent creations of one store_id.
         with transaction.atomic():
-            store = Store.objects.create(merchant=merchant, **values)
+            store = Store.objects.create(merchant=merchant, opens_at=opens_at, closes_at=closes_at, **values)
     except IntegrityError as exc:
         raise InvalidInput(
             details={"store_id": "This merchant already has a store with this store ID."}, code="STORE_EXISTS"
@@ -519,19 +549,24 @@ def store_update(
     name: str,
     address: str = "",
     area_code: str = "",
+    opens_at: time | None = None,
+    closes_at: time | None = None,
     actor: AbstractBaseUser | None,
     actor_label: str | None = None,
 ) -> Store:
-    """Change a store's name, address and area code. Its store_id stays: payments and terminals refer to it."""
+    """Change a store's name, address, area code and opening hours. Its store_id stays: payments and terminals
+    refer to it."""
     store = Store.objects.select_for_update(of=("self",)).select_related("merchant__provider").get(pk=store.pk)
     values = {"name": (name or "").strip(), "address": (address or "").strip(), "area_code": (area_code or "").strip()}
-    errors = _store_errors(values)
+    errors = _store_errors(values) | _hours_errors(opens_at, closes_at)
     if errors:
         raise InvalidInput("Some fields are invalid.", details=errors)
-    changes = {k: {"from": getattr(store, k), "to": v} for k, v in values.items() if getattr(store, k) != v}
+    values |= {"opens_at": opens_at, "closes_at": closes_at}
+    changed = [k for k, v in values.items() if getattr(store, k) != v]
+    changes = {k: {"from": _audit_value(getattr(store, k)), "to": _audit_value(values[k])} for k in changed}
     if changes:
-        for field, change in changes.items():
-            setattr(store, field, change["to"])
-        store.save(update_fields=list(changes))
+        for field in changed:
+            setattr(store, field, values[field])
+        store.save(update_fields=changed)
         audit_record(actor=actor, actor_label=actor_label, action="store.update", obj=store, details=changes)
     return store

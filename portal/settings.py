@@ -10,6 +10,9 @@ from pathlib import Path
 import environ
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
+from pythonjsonlogger.core import RESERVED_ATTRS
+
+from portal import metrics_dir
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 # A source checkout keeps the project's shared templates, static files and translations at its top, next to the
@@ -79,9 +82,12 @@ INSTALLED_APPS = [
     "reconciliation",
     "webhooks",
     "merchant_api",
+    "alerts",  # rules over payments, devices and reconciliation → the console and the team's chat robots
 ]
 
 MIDDLEWARE = [
+    "portal.metrics.TerminalApiMetricsMiddleware",  # counts terminal API answers (a terminal path may come this way)
+    "portal.request_id.RequestIdMiddleware",  # the request id on every log line, X-Request-ID, the access line
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -97,6 +103,8 @@ MIDDLEWARE = [
 # The terminal API's own chain under ASGI (portal.handlers): device-signed JSON uses no session, CSRF token, user or
 # message, and every synchronous middleware costs each request two thread hops there.
 TERMINAL_API_MIDDLEWARE = [
+    "portal.metrics.TerminalApiMetricsMiddleware",  # first: counts the status code the others settled on
+    "portal.request_id.RequestIdMiddleware",  # the request id on every log line, X-Request-ID, the access line
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -218,9 +226,9 @@ SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
 SILENCED_SYSTEM_CHECKS = ["security.W005", "security.W008", "security.W021"]
 # The proxy redirects plain HTTP to HTTPS; the application does not by default (SECURE_SSL_REDIRECT off). Turned on,
 # it never redirects UMF's notifications, which UMF posts to an http:// backUrl (/notify/umpay/) and would not follow,
-# nor /healthz, which load balancers ask over plain HTTP.
+# nor /healthz and /metrics, which load balancers and Prometheus ask over plain HTTP from inside the network.
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
-SECURE_REDIRECT_EXEMPT = [r"^notify/umpay/", r"^healthz$"]
+SECURE_REDIRECT_EXEMPT = [r"^notify/umpay/", r"^healthz$", r"^metrics$"]
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
@@ -286,8 +294,43 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 
+# --- Metrics (docs/metrics.md) ---
+# prometheus-client's multiprocess mode: every process of a node (web workers, Celery worker, beat) writes its metrics
+# into files of its own in METRICS_DIR and /metrics adds them up. One directory per node, local to it, shared by all
+# its processes; emptied when the first of them starts while none runs (portal/metrics_dir.py).
+# METRICS_ENABLED false (no Prometheus): nothing is recorded — no hook, middleware or Celery signal handler does
+# anything, no file is written in METRICS_DIR — and /metrics answers 404.
+METRICS_ENABLED = env.bool("METRICS_ENABLED", default=True)
+METRICS_DIR = Path(env.str("METRICS_DIR", default=str(VAR_DIR / "metrics")))
+if METRICS_ENABLED:
+    metrics_dir.join(METRICS_DIR)
+# Who may read /metrics: with a token, requests that send it as `Authorization: Bearer <token>`; with networks, clients
+# (portal.client_address, behind TRUSTED_PROXIES) inside one of them; with both, requests that pass both. With
+# neither, /metrics is open in development and answers 404 in production.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+if METRICS_TOKEN and len(METRICS_TOKEN) < 16:
+    raise ImproperlyConfigured("METRICS_TOKEN must be at least 16 characters long")
+METRICS_ALLOWED_NETWORKS = [
+    entry.strip() for entry in env.list("METRICS_ALLOWED_NETWORKS", default=[]) if entry.strip()
+]
+for _network in METRICS_ALLOWED_NETWORKS:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(f"METRICS_ALLOWED_NETWORKS: {_network!r} is not an address or network") from None
+
 # --- Terminal authentication ---
 TERMINAL_TIMESTAMP_WINDOW_SECONDS = env.int("TERMINAL_TIMESTAMP_WINDOW_SECONDS", default=300)
+# Device health (docs/operations.md, "Device health"): every authenticated terminal request moves the device's
+# last_seen_at, written at most once per DEVICE_SEEN_WRITE_SECONDS per device; a device not seen for
+# DEVICE_OFFLINE_AFTER_SECONDS is offline (terminals send a heartbeat about every minute).
+DEVICE_SEEN_WRITE_SECONDS = env.int("DEVICE_SEEN_WRITE_SECONDS", default=60)
+DEVICE_OFFLINE_AFTER_SECONDS = env.int("DEVICE_OFFLINE_AFTER_SECONDS", default=300)
+if not 0 <= DEVICE_SEEN_WRITE_SECONDS < DEVICE_OFFLINE_AFTER_SECONDS:
+    raise ImproperlyConfigured(
+        "DEVICE_SEEN_WRITE_SECONDS must be at least 0 and less than DEVICE_OFFLINE_AFTER_SECONDS, or a device in use "
+        "would read offline"
+    )
 
 # --- Celery ---
 # The embedded default uses kombu's filesystem transport: a broker that needs no server, shared by the processes
@@ -385,6 +428,37 @@ CELERY_BEAT_SCHEDULE["merchant-api-clear-tokens"] = {
     "schedule": crontab(hour=4, minute=50),
 }
 
+# Alerts (docs/alerts.md): rules evaluated every ALERT_EVALUATE_SECONDS, each finding shown once in the console and
+# sent to the chat robots (WeCom, DingTalk) whose routing it matches.
+ALERT_EVALUATE_SECONDS = env.float("ALERT_EVALUATE_SECONDS", default=15.0)
+# A store's terminal offline while it is open: only once the store has been open this long (terminals switched on at
+# opening time are not alerted about), and the device offline by DEVICE_OFFLINE_AFTER_SECONDS.
+ALERT_OFFLINE_AFTER_OPENING_MINUTES = env.int("ALERT_OFFLINE_AFTER_OPENING_MINUTES", default=10)
+# A merchant whose payments settled in the last window are at least this many, this share of them FAILED.
+ALERT_FAILURE_RATE_WINDOW_MINUTES = env.int("ALERT_FAILURE_RATE_WINDOW_MINUTES", default=10)
+ALERT_FAILURE_RATE_MIN_PAYMENTS = env.int("ALERT_FAILURE_RATE_MIN_PAYMENTS", default=20)
+ALERT_FAILURE_RATE_PERCENT = env.int("ALERT_FAILURE_RATE_PERCENT", default=30)
+# Calls to a channel that failed or went unanswered (TRANSIENT / UNKNOWN outcomes), per provider and channel.
+ALERT_UPSTREAM_ERRORS_WINDOW_MINUTES = env.int("ALERT_UPSTREAM_ERRORS_WINDOW_MINUTES", default=5)
+ALERT_UPSTREAM_ERRORS_THRESHOLD = env.int("ALERT_UPSTREAM_ERRORS_THRESHOLD", default=10)
+# Reconciliation differences of bill days this recent are alerted (one alert per merchant, day and bill).
+ALERT_RECONCILIATION_DAYS = env.int("ALERT_RECONCILIATION_DAYS", default=7)
+# Chat robots: seconds for one POST, messages per robot per minute (WeCom's and DingTalk's limit is 20; more are
+# sent as one summary), waits before each retry of an unanswered or 5xx-answered message (then it is failed), the
+# quiet period new robots start with (minutes), and the address rules (like webhooks': https and public addresses in
+# production).
+ALERT_ROBOT_TIMEOUT = env.float("ALERT_ROBOT_TIMEOUT", default=5.0)
+ALERT_ROBOT_MESSAGES_PER_MINUTE = env.int("ALERT_ROBOT_MESSAGES_PER_MINUTE", default=20)
+ALERT_ROBOT_RETRY_SCHEDULE = [15, 60, 300]
+ALERT_DEFAULT_QUIET_MINUTES = env.int("ALERT_DEFAULT_QUIET_MINUTES", default=30)
+ALERT_ROBOT_REQUIRE_HTTPS = env.bool("ALERT_ROBOT_REQUIRE_HTTPS", default=IS_PRODUCTION)
+ALERT_ROBOT_ALLOW_PRIVATE_ADDRESSES = env.bool("ALERT_ROBOT_ALLOW_PRIVATE_ADDRESSES", default=not IS_PRODUCTION)
+ALERT_RETENTION_DAYS = env.int("ALERT_RETENTION_DAYS", default=90)
+if ALERT_ROBOT_MESSAGES_PER_MINUTE < 2:
+    raise ImproperlyConfigured("ALERT_ROBOT_MESSAGES_PER_MINUTE must be at least 2 (one alert and one summary)")
+CELERY_BEAT_SCHEDULE["alerts-evaluate"] = {"task": "alerts.tasks.evaluate", "schedule": ALERT_EVALUATE_SECONDS}
+CELERY_BEAT_SCHEDULE["alerts-prune"] = {"task": "alerts.tasks.prune", "schedule": crontab(hour=5, minute=0)}
+
 # --- Upstreams ---
 # The built-in stand-in for WeChat Pay and UMF. Never on by accident in production: with DEBUG off it mounts only
 # when SANDBOX_ENABLED=force, and any other "on" value stops the start-up.
@@ -474,13 +548,40 @@ SANDBOX_BILLS_UNTIL_NOW = env.bool("SANDBOX_BILLS_UNTIL_NOW", default=False)
 # In the embedded demo the sandbox's PayScore users confirm and pay by themselves (tests choose per order).
 SANDBOX_PAYSCORE_DEFAULT_SCENARIO = env.str("SANDBOX_PAYSCORE_DEFAULT_SCENARIO", default="")
 
+# --- Logs (docs/operations.md, "Logs") ---
+# To stderr, from every process (web, worker, beat: portal/celery.py hands Celery's logging to this), each line with
+# the request id it was written under (portal/request_id.py). LOG_FORMAT json: one JSON object per line (production);
+# text: human-readable lines (development and the embedded default).
+LOG_FORMAT = env.str("LOG_FORMAT", default="json" if IS_PRODUCTION else "text")
+if LOG_FORMAT not in ("json", "text"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be json or text, not {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"request_context": {"()": "portal.request_id.RequestContextFilter"}},
+    "formatters": {
+        "text": {
+            "()": "logging.Formatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s",
+            "defaults": {"request_id": "-"},
+        },
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(levelname)s %(name)s %(message)s",
+            "rename_fields": {"levelname": "level", "name": "logger"},
+            "timestamp": "time",
+            # Not the `request` Django's own lines carry (their id comes from it): its text holds the query string.
+            "reserved_attrs": [*RESERVED_ATTRS, "request"],
+            "json_ensure_ascii": False,  # Chinese text as it is, as in the text format
+        },
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["request_context"]}
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
+        # A task's run is logged once, by portal.request_id (with its request id); Celery's failures still show.
+        "celery.app.trace": {"level": "WARNING"},
         "django.db.backends": {"level": "WARNING"},
         # httpx logs every request URL at INFO, and a facemch lookup's URL carries the user's face_sid.
         "httpx": {"level": "WARNING"},

@@ -9,7 +9,7 @@ Checks run in this order so nothing about a device leaks before its signature is
 window (before the device is looked up, so it answers alike for every device id), device exists and signature
 (one answer for both, SIGNATURE_INVALID: telling them apart would let anyone enumerate device ids; only the server
 log says which), nonce unused (a DB unique constraint, so replays are caught across processes), then device / store
-/ merchant enabled.
+/ merchant enabled. An authentic request moves the device's last_seen_at (at most one write a minute per device).
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ from django.utils import timezone
 from rest_framework import authentication, exceptions
 
 from portal.models import Device, DeviceNonce
+from portal.request_id import bind
+from portal.services import device_mark_seen
 
 logger = logging.getLogger(__name__)
 
@@ -165,8 +167,11 @@ class DeviceSignatureAuthentication(authentication.BaseAuthentication):
                 logger.warning("Terminal request refused: bad signature for device %s", device.device_id)
             raise TerminalAuthFailed(*_NOT_AUTHENTIC)
 
+        bind(device_id=device.device_id, merchant_id=device.store.merchant_id)  # on this request's log lines
         if not _record_nonce(device.pk, params["nonce"]):
             raise TerminalAuthFailed("NONCE_REPLAYED", "This nonce was already used; sign every request anew.")
+        # The device proved itself: it is alive, even if it is refused below (docs/operations.md, "Device health").
+        device_mark_seen(device)
 
         if not device.is_active:
             raise TerminalForbidden("DEVICE_DISABLED", "This device is disabled.")

@@ -3,6 +3,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from alerts import console_urls as alert_console_urls
 from members import console_urls as member_console_urls
 from members import urls as member_urls
 from merchant_api import console_urls as merchant_api_console_urls
@@ -11,7 +12,7 @@ from payments import console_urls as payment_console_urls
 from payments import urls as payment_urls
 from payscore import console_urls as payscore_console_urls
 from payscore import urls as payscore_urls
-from portal import api, health, onboarding_urls, users_urls, views
+from portal import api, health, metrics_endpoint, onboarding_urls, users_urls, views
 from portal.schema import staff_only_unless_public
 from reconciliation import console_urls as reconciliation_console_urls
 from webhooks import console_urls as webhook_console_urls
@@ -34,6 +35,7 @@ console = [
     *reconciliation_console_urls.urlpatterns,
     *webhook_console_urls.urlpatterns,
     *merchant_api_console_urls.urlpatterns,
+    *alert_console_urls.urlpatterns,
     *users_urls.urlpatterns,
     path("login/", views.LoginView.as_view(), name="login"),
     path("logout/", views.LogoutView.as_view(), name="logout"),
@@ -45,6 +47,7 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", admin.site.urls),
     path("healthz", health.healthz, name="healthz"),
+    path("metrics", metrics_endpoint.metrics_view, name="metrics"),
     path("api/terminal/v1/", include((terminal_v1, "terminal"))),
     path("api/staff/v1/", include((payment_urls.staff_v1, "staff"))),
     path("api/merchant/v1/", include((merchant_api_urls.v1, "merchant"))),

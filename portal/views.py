@@ -7,10 +7,11 @@ from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
+from django.db.models import Q
 from django.shortcuts import render
 from django.utils.translation import gettext as _
 
-from portal import selectors
+from portal import audit_text, charts, selectors
 from portal.forms import SignInForm
 from portal.permissions import Action, require
 from portal.users import staff_password_changed
@@ -49,60 +50,70 @@ class PasswordChangeView(auth_views.PasswordChangeView):
 
 @login_required
 def home(request):
+    from payments.dashboard import PERIODS, live, trends
     from reconciliation.selectors import dashboard as reconciliation_dashboard
 
-    # The reconciliation card changes once a day: on the page, not in the live part polled every few seconds.
-    context = {**_dashboard_context(request.user), "reconciliation": reconciliation_dashboard(request.user)}
+    # The trends and the reconciliation card are read with the page; the live part is polled every few seconds.
+    period = request.GET.get("period", "")
+    data = trends(request.user, period if period in PERIODS else "day")
+    context = {
+        **live(request.user),
+        **data,
+        "chart": charts.trend_chart(data["buckets"], data["period"]),
+        "reconciliation": reconciliation_dashboard(request.user),
+    }
     return render(request, "portal/dashboard.html", context)
 
 
 @login_required
 def dashboard_live(request):
     """HTMX: the parts of the dashboard that change, polled every few seconds."""
-    return render(request, "portal/_dashboard_live.html", _dashboard_context(request.user))
+    from payments.dashboard import live
 
-
-def _dashboard_context(user) -> dict:
-    from payments.selectors import dashboard
-
-    data = dashboard(user)
-    width, height, gap = 560, 160, 6
-    bar = (width - gap * (len(data["series"]) - 1)) // len(data["series"])
-    top = data["max_volume"] or 1
-    bars = []
-    for index, point in enumerate(data["series"]):
-        bar_height = point["volume"] * (height - 20) // top
-        bars.append(
-            {**point, "x": index * (bar + gap), "width": bar, "height": bar_height, "y": height - 20 - bar_height}
-        )
-    return {
-        **data,
-        "bars": bars,
-        "chart_width": width,
-        "chart_height": height,
-        "merchants": selectors.merchants_visible_to(user)[:5],
-    }
+    return render(request, "portal/_dashboard_live.html", live(request.user))
 
 
 @login_required
 def audit_list(request):
     require(request.user, Action.VIEW_AUDIT)
-    entries = selectors.audit_visible_to(request.user).select_related("merchant")
+    entries = selectors.audit_visible_to(request.user).select_related("merchant", "provider", "actor")
     if action := request.GET.get("action", "").strip():
         entries = entries.filter(action__startswith=action)
     if actor := request.GET.get("actor", "").strip():
-        entries = entries.filter(actor_label__icontains=actor)
+        entries = entries.filter(Q(actor_label__icontains=actor) | Q(actor__first_name__icontains=actor))
     if day := request.GET.get("date", "").strip():
         entries = entries.filter(created_at__date=day) if _is_iso_date(day) else entries
     page = Paginator(entries, 50).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
-    actions = selectors.audit_visible_to(request.user).values_list("action", flat=True).distinct().order_by("action")
+    codes = selectors.audit_visible_to(request.user).values_list("action", flat=True).distinct().order_by("action")
     return render(
         request,
         "portal/audit.html",
-        {"page": page, "filters": request.GET, "query": query.urlencode(), "actions": actions},
+        {
+            "page": page,
+            "lines": audit_text.audit_lines(page.object_list, labels=_audit_labels()),
+            "filters": request.GET,
+            "query": query.urlencode(),
+            "actions": [(code, audit_text.action_name(code)) for code in codes],
+        },
     )
+
+
+def _audit_labels() -> dict:
+    """The names of the codes the apps write into audit details (portal's own are in portal.audit_text)."""
+    from payments.models import PaymentStatus, Refund
+    from payments.timeline import REFUND_RESOLUTIONS
+    from reconciliation.models import DifferenceKind
+    from webhooks.models import EventType
+
+    return {
+        "payment_status": dict(PaymentStatus.choices),
+        "refund_kind": dict(Refund.Kind.choices),
+        "refund_resolution": REFUND_RESOLUTIONS,
+        "difference_kind": dict(DifferenceKind.choices),
+        "webhook_event": dict(EventType.choices),
+    }
 
 
 def _is_iso_date(text: str) -> bool:

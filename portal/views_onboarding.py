@@ -8,6 +8,7 @@ only then is the action checked (403), so a foreign id never reveals whether it 
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from dataclasses import dataclass
 
@@ -20,20 +21,24 @@ from django.db.models import Count, Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from portal import services, shown_once
 from portal.errors import InvalidInput, InvalidState
 from portal.forms import CredentialsForm, DeviceRegisterForm, MerchantForm, StoreForm, add_service_errors
-from portal.models import ChannelCredentials, Merchant, ServiceProvider, Store
+from portal.models import ChannelCredentials, Merchant, Presence, ServiceProvider, Store
 from portal.permissions import Action, can, require
 from portal.selectors import (
     devices_visible_to,
+    filter_devices,
     membership_of,
     merchants_visible_to,
+    parse_device_filters,
     signing_credentials_for,
     stores_visible_to,
+    works_across_merchants,
 )
 
 PAGE_SIZE = 25
@@ -404,6 +409,8 @@ def store_create(request: HttpRequest) -> HttpResponse:
                 name=data["name"],
                 address=data["address"],
                 area_code=data["area_code"],
+                opens_at=data["opens_at"],
+                closes_at=data["closes_at"],
                 actor=request.user,
             )
         except InvalidInput as exc:
@@ -444,7 +451,13 @@ def _store_for_write(request: HttpRequest, pk: int) -> Store:
 @login_required
 def store_edit(request: HttpRequest, pk: int) -> HttpResponse:
     store = _store_for_write(request, pk)
-    initial = {"name": store.name, "address": store.address, "area_code": store.area_code}
+    initial = {
+        "name": store.name,
+        "address": store.address,
+        "area_code": store.area_code,
+        "opens_at": store.opens_at,
+        "closes_at": store.closes_at,
+    }
     form = StoreForm(request.POST or None, initial=initial, editing=True)
     if request.method == "POST" and form.is_valid():
         try:
@@ -468,6 +481,46 @@ def store_toggle(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 # --- devices -----------------------------------------------------------------------------------------------------
+
+
+@login_required
+def device_list(request: HttpRequest) -> HttpResponse:
+    """Every device the user may see, across stores, with its presence (online, offline, never seen) and the
+    counts of the filtered set. Provider staff choose a merchant before its stores are offered."""
+    require(request.user, Action.VIEW)
+    now = timezone.now()
+    filters = parse_device_filters(request.user, request.GET)
+    across = works_across_merchants(request.user)
+    devices = devices_visible_to(request.user)
+    merchants = stores = None
+    if across:
+        merchants = merchants_visible_to(request.user).select_related(None).only("pk", "name").order_by("name", "pk")
+    if filters.merchant is not None or not across:
+        stores = stores_visible_to(request.user).select_related(None).only("pk", "name", "store_id")
+        if filters.merchant is not None:
+            stores = stores.filter(merchant=filters.merchant)
+        stores = stores.order_by("name", "pk")
+    # The SDK versions offered: those of the devices in the chosen merchant or store.
+    placed = filter_devices(devices, dataclasses.replace(filters, presence="", sdk_version="", prefix=""), now)
+    sdk_versions = placed.exclude(sdk_version="").order_by("sdk_version").values_list("sdk_version", flat=True)
+    context = {
+        "filters": request.GET,
+        "errors": filters.errors,
+        "show_merchant": across,
+        "merchants": merchants,
+        "stores": stores,
+        "statuses": Presence.choices,
+        "sdk_versions": sdk_versions.distinct(),
+        "now": now,
+        "offline_minutes": settings.DEVICE_OFFLINE_AFTER_SECONDS / 60,
+    }
+    if not filters.errors:
+        rows = filter_devices(devices, filters, now)
+        counts = rows.presence_counts(now)
+        paginator = Paginator(rows.order_by("store__merchant__name", "store__name", "device_id"), PAGE_SIZE)
+        paginator.count = counts["total"]  # the counts' total: no second COUNT of the filtered set
+        context.update(counts=counts, page=paginator.get_page(request.GET.get("page")))
+    return render(request, "portal/onboarding/device_list.html", context)
 
 
 def _show_secret_once(request: HttpRequest, *, device, secret: str, rotated: bool) -> HttpResponse:

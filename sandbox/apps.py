@@ -1,7 +1,8 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class SandboxConfig(AppConfig):
     name = "sandbox"
     label = "sandbox"
-    verbose_name = "Sandbox (stand-in for WeChat Pay and UMF)"
+    verbose_name = _("Sandbox (stand-in for WeChat Pay and UMF)")

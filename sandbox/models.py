@@ -308,3 +308,36 @@ class SandboxBillPlant(models.Model):
 
     def __str__(self) -> str:
         return f"{self.order_no}: {self.kind}"
+
+
+class SandboxRobot(models.Model):
+    """A chat robot as WeCom or DingTalk would know it: its key (WeCom) or access token (DingTalk), and DingTalk's
+    signing secret."""
+
+    class Kind(models.TextChoices):
+        WECOM = "WECOM", "WeCom group robot"
+        DINGTALK = "DINGTALK", "DingTalk custom robot"
+
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    token = models.CharField(max_length=80, unique=True, help_text="WeCom's key, DingTalk's access_token.")
+    secret = EncryptedTextField(blank=True, help_text="DingTalk's signing secret (SEC…).")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"sandbox {self.kind} robot"
+
+
+class SandboxRobotMessage(models.Model):
+    """A message a sandbox robot received (the last SANDBOX_ROBOT_MESSAGES_KEPT per robot are kept), as sent, with
+    the errcode it was answered."""
+
+    robot = models.ForeignKey(SandboxRobot, on_delete=models.CASCADE, related_name="messages")
+    received_at = models.DateTimeField()
+    body = models.TextField()
+    errcode = models.IntegerField()
+
+    class Meta:
+        indexes = [models.Index(fields=["robot", "received_at"], name="sandbox_robot_message")]
+
+    def __str__(self) -> str:
+        return f"{self.robot_id} {self.received_at:%Y-%m-%d %H:%M:%S} errcode {self.errcode}"

@@ -4,7 +4,7 @@ the bases the product's settings use: WECHATPAY_API_BASE=/sandbox/wechatpay, WEC
 
 from django.urls import path
 
-from . import views_terminal, views_umpay, views_v2, views_v3
+from . import robots, views_terminal, views_umpay, views_v2, views_v3
 
 app_name = "sandbox"
 
@@ -34,6 +34,10 @@ urlpatterns = [
     path("umpay/pay/cancelOrder", views_umpay.cancel_order, name="umpay_cancel_order"),
     path("umpay/pay/refund", views_umpay.refund, name="umpay_refund"),
     path("umpay/pay/refundQuery", views_umpay.refund_query, name="umpay_refund_query"),
+    # Chat robots (the alerts' WeCom and DingTalk group robots) and what they received
+    path("wecom-robot/<str:key>", robots.wecom_robot, name="wecom_robot"),
+    path("dingtalk-robot", robots.dingtalk_robot, name="dingtalk_robot"),
+    path("robots/messages", robots.robot_messages, name="robot_messages"),
     # Face SDK stand-in for the terminal simulator
     path("terminal/rawdata", views_terminal.rawdata, name="terminal_rawdata"),
     path("terminal/face_code", views_terminal.face_code, name="terminal_face_code"),

@@ -116,5 +116,40 @@ def _in_memory_broker():
     yield
 
 
+# --- Metrics (portal/metrics.py) ------------------------------------------------------------------------------------
+# The settings made this process write its metrics into METRICS_DIR (var/metrics of the checkout); the suite writes
+# into directories of its own instead, so a `make run` or another test run on this checkout never adds to its counts.
+
+
+def use_metrics_dir(directory):
+    """From now on this process writes its metrics into `directory` (portal/metrics_dir.py), starting from zero.
+
+    prometheus-client opens a process's files once, and again after a fork (when the process id changes): it is
+    made to believe that a fork happened, so every metric already in use re-opens its file in the new directory."""
+    from prometheus_client import values
+
+    from portal import metrics_dir
+
+    metrics_dir.join(directory)
+    reopen = values.ValueClass._MmapedValue__check_for_pid_change
+    dict(zip(reopen.__code__.co_freevars, reopen.__closure__, strict=True))["pid"].cell_contents["value"] = None
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _suite_metrics_dir(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("metrics")
+    use_metrics_dir(directory)
+    return directory
+
+
+@pytest.fixture
+def metrics_dir(tmp_path, _suite_metrics_dir):
+    """An empty metrics directory of the test's own: a scrape shows only what the test counted."""
+    directory = tmp_path / "metrics"
+    use_metrics_dir(directory)
+    yield directory
+    use_metrics_dir(_suite_metrics_dir)
+
+
 # A merchant wired to the in-process sandbox with a shared fake clock (payments, console, PayScore tests).
 from tests.shop import make_shop, shop  # noqa: E402, F401

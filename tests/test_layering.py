@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-APPS = ("portal", "payments", "payscore", "members", "sandbox", "reconciliation", "webhooks", "merchant_api")
-PRODUCT = ("portal", "payments", "payscore", "members", "reconciliation", "webhooks", "merchant_api")
+APPS = ("portal", "payments", "payscore", "members", "sandbox", "reconciliation", "webhooks", "merchant_api", "alerts")
+PRODUCT = ("portal", "payments", "payscore", "members", "reconciliation", "webhooks", "merchant_api", "alerts")
 
 
 @dataclass(frozen=True)
@@ -123,6 +123,22 @@ def test_webhooks_sit_below_the_apps_that_report_to_them():
 def test_nothing_imports_the_merchant_api_but_the_routes():
     others = _all_imports(*(set(APPS) - {"merchant_api"}))
     assert _violations(others, lambda i: i.app == "merchant_api" and i.module != "portal.urls") == []
+
+
+# alerts: the app may import portal, payments and reconciliation (the rules read them); nothing imports it but the
+# routes, and the sandbox's demo seed (lazily, for the demo group's robot). Its templates reach base.html through a
+# template tag library, which is no import.
+ALERTS_MAY_IMPORT = {"portal", "payments", "reconciliation", "alerts"}
+
+
+def test_alerts_import_only_portal_payments_and_reconciliation():
+    assert _violations(_all_imports("alerts"), lambda i: i.app in set(APPS) - ALERTS_MAY_IMPORT) == []
+
+
+def test_nothing_imports_alerts_but_the_routes_and_the_demo_seed():
+    others = _all_imports(*(set(APPS) - {"alerts"}))
+    allowed = {("portal.urls", False), ("sandbox.management.commands.seed_demo", True)}
+    assert _violations(others, lambda i: i.app == "alerts" and (i.module, i.lazy) not in allowed) == []
 
 
 def test_members_reaches_payscore_only_lazily():

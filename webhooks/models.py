@@ -121,6 +121,8 @@ class WebhookDelivery(models.Model):
                 fields=["endpoint", "order_key", "id"], condition=Q(status="PENDING"), name="webhook_delivery_order"
             ),
             models.Index(fields=["endpoint", "status", "id"], name="webhook_delivery_endpoint"),
+            # The failed ones, counted by the metrics (a few, until a person resends them or they are pruned).
+            models.Index(fields=["id"], condition=Q(status="FAILED"), name="webhook_delivery_failed"),
         ]
 
     def __str__(self) -> str:

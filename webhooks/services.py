@@ -195,7 +195,7 @@ def endpoint_update(
             actor=user,
             action="webhook.update",
             obj=endpoint.merchant,
-            details={"endpoint": endpoint.pk, "changed": changed},
+            details={"endpoint": endpoint.pk, "url": endpoint.url, "changed": changed},
         )
     if is_active:
         transaction.on_commit(kick)  # re-enabled: what waited is due
@@ -216,7 +216,11 @@ def endpoint_rotate_secret(*, endpoint: WebhookEndpoint, user: AbstractBaseUser 
             actor=user,
             action="webhook.rotate_secret",
             obj=endpoint.merchant,
-            details={"endpoint": endpoint.pk, "old_valid_until": endpoint.previous_secret_expires_at.isoformat()},
+            details={
+                "endpoint": endpoint.pk,
+                "url": endpoint.url,
+                "old_valid_until": endpoint.previous_secret_expires_at.isoformat(),
+            },
         )
     return secret
 
@@ -250,7 +254,7 @@ def endpoint_send_test(*, endpoint: WebhookEndpoint, user: AbstractBaseUser | No
             actor=user,
             action="webhook.test",
             obj=endpoint.merchant,
-            details={"endpoint": endpoint.pk, "event": event.event_id},
+            details={"endpoint": endpoint.pk, "url": endpoint.url, "event": event.event_id},
         )
     return event
 
@@ -277,7 +281,7 @@ def delivery_resend(*, delivery: WebhookDelivery, user: AbstractBaseUser | None)
             actor=user,
             action="webhook.resend",
             obj=delivery.endpoint.merchant,
-            details={"endpoint": delivery.endpoint_id, "event": delivery.event.event_id},
+            details={"endpoint": delivery.endpoint_id, "url": delivery.endpoint.url, "event": delivery.event.event_id},
         )
         transaction.on_commit(kick)
     delivery.refresh_from_db()
@@ -295,7 +299,7 @@ def deliveries_resend_failed(*, endpoint: WebhookEndpoint, since: datetime, user
             actor=user,
             action="webhook.resend_failed",
             obj=endpoint.merchant,
-            details={"endpoint": endpoint.pk, "since": since.isoformat(), "count": count},
+            details={"endpoint": endpoint.pk, "url": endpoint.url, "since": since.isoformat(), "count": count},
         )
         if count:
             transaction.on_commit(kick)

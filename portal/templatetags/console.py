@@ -1,7 +1,10 @@
 """Console display helpers. Money arrives as integer fen and is only formatted here (never floats)."""
 
 from django import template
+from django.utils import timezone
 from django.utils.html import format_html
+
+from portal.models import Presence
 
 register = template.Library()
 
@@ -33,3 +36,18 @@ def status_badge(status: str, label: str = "") -> str:
 @register.filter
 def can(perms: set, action: str) -> bool:
     return action in (perms or set())
+
+
+@register.inclusion_tag("portal/onboarding/_device_presence.html")
+def device_presence(device, now=None) -> dict:
+    """A device's presence at `now` (the page's moment, so it agrees with the page's filters and counts): online
+    with the minutes since it was last seen, offline since when, or never seen."""
+    now = now or timezone.now()
+    presence = device.presence(now)
+    seen = device.last_seen_at
+    return {
+        "presence": presence,
+        "online": presence == Presence.ONLINE,
+        "last_seen_at": seen,
+        "minutes": max(0, int((now - seen).total_seconds() // 60)) if seen else None,  # another node's clock may lead
+    }

@@ -1,12 +1,14 @@
 """The fault run's invariants: each kind of disagreement is counted, agreement counts nothing (money, then the
-webhooks)."""
+webhooks, the alerts)."""
 
 from bench.invariants import (
+    AlertReport,
     PaymentRow,
     ReceivedRow,
     RefundRow,
     WebhookDeliveryRow,
     check,
+    check_alerts,
     check_webhooks,
     expected_webhook_events,
 )
@@ -219,3 +221,18 @@ def test_a_refund_event_arriving_before_its_payments_2xx_is_counted():
         "/hook/1 P2: refund.failed r2 before payment.succeeded p2",
     ]
     assert report.counts()["webhook refund events before their payment's 2xx"] == 2
+
+
+def test_alerts_once_for_each_attention_and_never_for_what_settled():
+    assert check_alerts(["payment:1", "refund:2"], ["payment:1", "refund:2", "payment:3"], ["payment:1", "refund:2",
+                        "payment:3"]).counts() == dict.fromkeys(AlertReport().counts(), 0)  # fmt: skip
+    report = check_alerts(
+        in_attention=["payment:1", "payment:2", "refund:5"],
+        ever_in_attention=["payment:1", "payment:2", "refund:5"],
+        alerted=["payment:1", "payment:1", "payment:9", "refund:5"],
+    )
+    assert (report.not_alerted, report.alerted_twice, report.alerted_never_in_attention) == (
+        ["payment:2"],
+        ["payment:1"],
+        ["payment:9"],
+    )

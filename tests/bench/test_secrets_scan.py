@@ -29,3 +29,13 @@ def test_scan_counts_files_and_secrets(tmp_path):
     hits = scan(sorted(tmp_path.iterdir()), ["abcdefghijklmnopqrstuvwxyz012345", PEM, "device-secret-0123456789"])
 
     assert hits == [("leaky.log", 2)]
+
+
+def test_a_secret_is_found_in_a_json_log_line_too(tmp_path):
+    import json
+
+    secret = 'quote"back\\slash-密钥-0123456789'
+    (tmp_path / "app.log").write_text(json.dumps({"message": f"leaked {secret}"}) + "\n")
+    (tmp_path / "worker.log").write_text(json.dumps({"message": f"leaked {secret}"}, ensure_ascii=False) + "\n")
+
+    assert scan(sorted(tmp_path.iterdir()), [secret]) == [("app.log", 1), ("worker.log", 1)]

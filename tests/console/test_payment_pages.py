@@ -102,7 +102,7 @@ def test_detail_shows_redacted_timeline(client, two_shops):
     order = a.pay(1000, auth_code="134567890123456789")
     login(client, users["staff_a"])
     html = client.get(f"/payments/{a.payment(order['out_trade_no']).pk}/").content.decode()
-    assert "micropay" in html
+    assert "向微信支付下单" in html  # the payment call, by name
     assert "134567890123456789" not in html
     assert "1345***" in html
     assert f"/payments/{a.payment(order['out_trade_no']).pk}/refund" not in html  # staff: no refund button
@@ -235,9 +235,9 @@ def test_staff_is_read_only_but_reviewer_resolves_attention(client, two_shops):
     assert client.post(f"/payments/{stuck.pk}/resolve", {"outcome": "FAILED", "note": "x"}).status_code == 403
     login(client, users["reviewer_a"])
     settle = client.get(f"/payments/{stuck.pk}/").content.decode()
-    assert '<option value="REVERSED">已撤销 (REVERSED)</option>' in settle  # the outcome by its name, code after
+    assert '<option value="REVERSED">已撤销</option>' in settle  # the outcome by its name, not its code
     missing_note = client.post(f"/payments/{stuck.pk}/resolve", {"outcome": "FAILED", "note": ""}, follow=True)
-    assert "Say what you checked" in missing_note.content.decode() or "说明" in missing_note.content.decode()
+    assert "请写明核对了什么" in missing_note.content.decode()  # the reason, in the console's language
     stuck.refresh_from_db()
     assert stuck.status == "ATTENTION"
     client.post(f"/payments/{stuck.pk}/resolve", {"outcome": "REVERSED", "note": "商户平台显示已撤销"})

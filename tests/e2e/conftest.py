@@ -86,3 +86,49 @@ def live_sandbox(live_server, settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     assert channels.upstream_client is None
     return live_server
+
+
+# --- screenshots for the docs --------------------------------------------------------------------------------------
+# `UPDATE_DOCS_SCREENSHOTS=1 .venv/bin/python -m pytest tests/e2e/test_roles.py` also saves the curated, named
+# screenshots of docs/screenshots/ (shown in the README) from the role tests; without the variable nothing is written.
+
+DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+DESKTOP = {"width": 1440, "height": 900}
+PHONE = {"width": 390, "height": 844}
+
+
+class DocsShots:
+    """`docs_shots(page, "payments")` saves docs/screenshots/payments-1440.png (the viewport, from the top of the
+    page); `size=PHONE` makes payments-390.png; `scroll_to` (a selector) starts the viewport at that element instead
+    (a list below its filters on a phone); `max_height` takes the page up to that height (for a page whose point is
+    below the fold, like a payment's timeline). The page's own viewport is restored afterwards."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+
+    def __call__(
+        self, page, name: str, *, size: dict = DESKTOP, scroll_to: str | None = None, max_height: int | None = None
+    ) -> None:
+        if not self.enabled:
+            return
+        DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        previous = page.viewport_size
+        page.set_viewport_size(size)
+        page.evaluate(
+            "(s) => window.scrollTo(0, s ? document.querySelector(s).getBoundingClientRect().top + scrollY - 8 : 0)",
+            scroll_to,
+        )
+        page.mouse.move(0, 0)  # no hover highlight
+        path = DOCS_SCREENSHOTS / f"{name}-{size['width']}.png"
+        options = {"path": str(path), "animations": "disabled", "caret": "hide"}
+        if max_height:
+            height = min(page.evaluate("() => document.documentElement.scrollHeight"), max_height)
+            options.update(full_page=True, clip={"x": 0, "y": 0, "width": size["width"], "height": height})
+        page.screenshot(**options)
+        if previous:
+            page.set_viewport_size(previous)
+
+
+@pytest.fixture
+def docs_shots():
+    return DocsShots(os.environ.get("UPDATE_DOCS_SCREENSHOTS") == "1")

@@ -124,7 +124,7 @@ def test_onboard_pay_find_refund(new_page, live_sandbox, shots, tmp_path):
     shots(merchant_page, "payment-list")
     merchant_page.click(f"text={result.out_trade_no}")
     merchant_page.wait_for_selector(".timeline")
-    assert "micropay" in merchant_page.content()
+    assert "向微信支付下单" in merchant_page.content()  # the payment call, in a sentence
     shots(merchant_page, "payment-timeline")
     payment = Payment.objects.get(out_trade_no=result.out_trade_no)
     merchant_page.goto(f"{base}/payments/{payment.pk}/refund")

@@ -30,7 +30,7 @@ def test_list_and_detail_are_scoped(client, ps, confirmed, make_shop):
     login(client, admin)
     assert "PS-C1" in client.get("/payscore/").content.decode()
     detail = client.get(f"/payscore/{confirmed.pk}/").content.decode()
-    assert "payscore_create" in detail or "create" in detail  # the timeline
+    assert "向微信支付创建支付分订单" in detail  # the timeline
     login(client, stranger)
     assert "PS-C1" not in client.get("/payscore/").content.decode()
     assert client.get(f"/payscore/{confirmed.pk}/").status_code == 404

@@ -32,7 +32,7 @@ def test_a_host_not_served_gets_a_json_400_under_api_and_notify(client, served_h
     assert EVIL not in response.content.decode()  # the refused host is never repeated
 
 
-def test_the_console_keeps_django_s_400_page(client, served_hosts):
+def test_the_console_answers_with_its_400_page(client, served_hosts):
     response = client.get("/login/", HTTP_HOST=EVIL)
     assert response.status_code == 400
     assert response["Content-Type"].startswith("text/html")

@@ -3,6 +3,7 @@
 import secrets
 import string
 from base64 import b32encode
+from datetime import time
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -19,6 +20,7 @@ DEMO_PASSWORD = "demo-pass-2026"
 DEMO_TOTP_KEY = "64656d6f2d6f6e6c792d746f74702d6b65792d31"
 DEMO_DEVICE_ID = "DEMO-DEVICE-01"
 DEMO_UMPAY_DEVICE_ID = "DEMO-UMF-DEVICE-01"
+DEMO_ROBOT_NAME = "演示运营群 Demo operations group"
 
 
 def _random_key(length: int = 32) -> str:
@@ -38,6 +40,26 @@ class Command(BaseCommand):
                 "production), which is refused otherwise. Also needs the sandbox as the upstream (SANDBOX_ENABLED="
                 "force). Never on a real deployment: the demo logins have a published password."
             ),
+        )
+
+    def _demo_alert_robot(self, provider: ServiceProvider) -> None:
+        """The demo provider's alerts go to a WeCom group robot played by the sandbox: what it received is listed at
+        /sandbox/robots/messages."""
+        from alerts import services as alert_services
+        from alerts.models import AlertChannel, RobotKind
+        from sandbox.models import SandboxRobot
+        from sandbox.robots import robot_create
+
+        if AlertChannel.objects.filter(provider=provider, name=DEMO_ROBOT_NAME).exists():
+            return
+        robot = robot_create(SandboxRobot.Kind.WECOM)
+        alert_services.channel_create(
+            owner=provider,
+            name=DEMO_ROBOT_NAME,
+            kind=RobotKind.WECOM,
+            webhook_url=f"{settings.PUBLIC_BASE_URL.rstrip('/')}/sandbox/wecom-robot/{robot.token}",
+            quiet_minutes=0,
+            user=None,
         )
 
     @transaction.atomic
@@ -103,7 +125,13 @@ class Command(BaseCommand):
         store, _ = Store.objects.get_or_create(
             merchant=direct,
             store_id="SZ-NS-001",
-            defaults={"name": "南山科技园店", "address": "深圳市南山区科技园", "area_code": "440305"},
+            defaults={
+                "name": "南山科技园店",
+                "address": "深圳市南山区科技园",
+                "area_code": "440305",
+                "opens_at": time(8, 0),  # its terminal offline in these hours is an alert
+                "closes_at": time(22, 0),
+            },
         )
         umf_store, _ = Store.objects.get_or_create(
             merchant=umf,
@@ -118,6 +146,10 @@ class Command(BaseCommand):
                     store=device_store, device_id=device_id, name="Demo terminal", actor=None, actor_label="seed_demo"
                 )
             devices.append(device)
+
+        if settings.SANDBOX_MOUNTED and not settings.IS_PRODUCTION:
+            # (Production-shaped benchmark clusters send no alerts to a chat: their robot addresses must be https.)
+            self._demo_alert_robot(provider)
 
         User = get_user_model()
         users = [
@@ -165,4 +197,7 @@ class Command(BaseCommand):
             "  A slow one:     .venv/bin/python manage.py terminal_simulate --device DEMO-DEVICE-01 "
             "--scenario USERPAYING_THEN_SUCCESS\n"
             "  Through UMF:    .venv/bin/python manage.py terminal_simulate --device DEMO-UMF-DEVICE-01 --amount 800"
+        )
+        self.stdout.write(
+            "  Alerts: /alerts/ in the console; what the demo group's robot received: /sandbox/robots/messages"
         )
