@@ -77,7 +77,7 @@ class ServiceOrderCompleteApi(TerminalApiView):
     def post(self, request, out_order_no: str):
         order = selectors.service_order_for_device(device=self.device, out_order_no=out_order_no)
         data = inputs.validated(inputs.ServiceOrderCompleteSerializer, request.data)
-        return _order_response(services.service_order_complete(order=order, data=data))
+        return _order_response(services.service_order_complete(order=order, data=data, device=self.device))
 
 
 class ServiceOrderCancelApi(TerminalApiView):

@@ -60,8 +60,19 @@ class ServiceOrder(models.Model):
         Merchant, verbose_name=_("merchant"), on_delete=models.PROTECT, related_name="service_orders"
     )
     store = models.ForeignKey(Store, verbose_name=_("store"), on_delete=models.PROTECT, related_name="service_orders")
+    # The terminal that created the order (sent as device.start_device_id) and the one that completed it (sent as
+    # device.end_device_id; another store's terminal when, say, a power bank is returned elsewhere).
     device = models.ForeignKey(
         Device, verbose_name=_("device"), null=True, blank=True, on_delete=models.PROTECT, related_name="service_orders"
+    )
+    end_device = models.ForeignKey(
+        Device,
+        verbose_name=_("end device"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="completed_service_orders",
+        help_text="The terminal whose complete took effect (device.end_device_id); empty when staff completed it.",
     )
     out_order_no = models.CharField(
         _("order no."),

@@ -34,7 +34,7 @@ from payscore.models import FINAL_STATES, ServiceOrder, ServiceOrderEvent
 from payscore.representation import service_order_output
 from portal import jobs
 from portal.errors import Conflict, DomainError, InvalidInput, InvalidState
-from portal.models import Device, Merchant
+from portal.models import Device, Merchant, Store
 from portal.services import audit_record
 from webhooks.models import EventType
 from webhooks.services import event_emit
@@ -378,6 +378,17 @@ def service_order_create(*, device: Device, data: CreateInput) -> CreateResult:
     return CreateResult(order=order, created=True, unionid_lookup=lookup)
 
 
+def _wechat_device(*, store: Store, start: Device | None = None, end: Device | None = None) -> dict[str, str] | None:
+    """WeChat's `device` object: the terminal that starts or ends the service (Device.device_id, ≤32 like WeChat's
+    device ids) and the store's materiel URL when it has one; None when there is nothing to send."""
+    device = {
+        "start_device_id": start.device_id if start else "",
+        "end_device_id": end.device_id if end else "",
+        "materiel_no": store.payscore_materiel_url,
+    }
+    return {key: value for key, value in device.items() if value} or None
+
+
 def _create_request(order: ServiceOrder) -> wechatpay_v3.PayscoreCreateRequest:
     return wechatpay_v3.PayscoreCreateRequest(
         out_order_no=order.out_order_no,
@@ -393,6 +404,7 @@ def _create_request(order: ServiceOrder) -> wechatpay_v3.PayscoreCreateRequest:
         # WeChat: openid only for orders without user confirmation (需确认订单:不填).
         openid="" if order.need_user_confirm else order.openid,
         need_user_confirm=order.need_user_confirm,
+        device=_wechat_device(store=order.store, start=order.device),
     )
 
 
@@ -479,6 +491,9 @@ def _take_completed_content(order: ServiceOrder) -> None:
         for key in ("time_range", "location"):
             if request.get(key):
                 setattr(order, key, {**(getattr(order, key) or {}), **request[key]})
+        end_device_id = (request.get("device") or {}).get("end_device_id")
+        if end_device_id:
+            order.end_device = Device.objects.filter(device_id=end_device_id).first()
 
 
 def _rejected(order: ServiceOrder) -> InvalidState:
@@ -613,11 +628,15 @@ def service_order_complete(
     *,
     order: ServiceOrder,
     data: Mapping[str, Any],
+    device: Device | None = None,
     actor: str = Actor.TERMINAL,
     user: AbstractBaseUser | None = None,
     actor_label: str = "",
 ) -> ServiceOrder:
-    """完结: requires DOING + USER_CONFIRM; total_amount = Σ payments − Σ discounts and ≤ risk_fund.amount."""
+    """完结: requires DOING + USER_CONFIRM; total_amount = Σ payments − Σ discounts and ≤ risk_fund.amount.
+    `device` is the terminal completing the order (sent as device.end_device_id, recorded as end_device once the
+    complete took effect); staff complete without one. The materiel URL is that terminal's store's, else the
+    order's store's."""
     payments = [dict(item) for item in data["post_payments"]]
     discounts = [dict(item) for item in data.get("post_discounts") or []]
     total = data["total_amount"]
@@ -648,6 +667,9 @@ def service_order_complete(
         # WeChat: an order created without an end time must be completed with one. Unless the caller names it,
         # the service ended now.
         request["time_range"] = {**request.get("time_range", {}), "end_time": china_timestamp(_now())}
+    wechat_device = _wechat_device(store=device.store if device else order.store, end=device)
+    if wechat_device:
+        request["device"] = wechat_device
     return _perform(
         order=order,
         action="complete",
@@ -663,6 +685,7 @@ def service_order_complete(
             total_amount=total,
             time_range=request.get("time_range"),
             location=request.get("location"),
+            device=wechat_device,
             client=channels.upstream_client,
             timeouts=_timeouts(),
             clock=_timestamp,

@@ -326,6 +326,16 @@ class StoreForm(forms.Form):
         widget=forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),
         help_text=_("The opening time again: open all day. Earlier than it: open past midnight."),
     )
+    payscore_materiel_url = forms.URLField(
+        label=_("PayScore materiel URL"),
+        max_length=255,
+        required=False,
+        assume_scheme="https",
+        help_text=_(
+            "Sent to WeChat with PayScore orders as the materiel URL: the URL WeChat Pay gave you for a policy you "
+            "take part in, otherwise your own. Leave blank to send none."
+        ),
+    )
 
     def __init__(self, *args, merchants=None, editing: bool = False, **kwargs):
         super().__init__(*args, **kwargs)

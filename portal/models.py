@@ -238,6 +238,12 @@ class Store(models.Model):
     # hours known, no such alert; equal: open all day; closing before opening: open past midnight.
     opens_at = models.TimeField(_("opens at"), null=True, blank=True)
     closes_at = models.TimeField(_("closes at"), null=True, blank=True)
+    payscore_materiel_url = models.URLField(
+        _("PayScore materiel URL"),
+        max_length=255,
+        blank=True,
+        help_text="Sent to WeChat as PayScore device.materiel_no (物料URL) when set.",
+    )
     is_active = models.BooleanField(_("active"), default=True)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 

@@ -10,6 +10,8 @@ from datetime import time, timedelta
 from cryptography.hazmat.primitives import serialization
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -349,6 +351,8 @@ _MCH_ID_PATTERN = re.compile(r"[0-9]{1,32}")
 _ACQ_MER_ID_PATTERN = re.compile(r"[0-9A-Za-z]{8}")
 _STORE_ID_PATTERN = re.compile(r"[^\s]{1,32}")
 _AREA_CODE_PATTERN = re.compile(r"[0-9]{1,12}")
+# Store.payscore_materiel_url: WeChat's materiel_no (物料URL), an http(s) URL.
+_MATERIEL_URL_VALIDATOR = URLValidator(schemes=["http", "https"])
 
 
 def _merchant_errors(*, channel: str, provider: ServiceProvider | None, values: Mapping[str, str]) -> dict[str, str]:
@@ -487,6 +491,14 @@ def _store_errors(values: Mapping[str, str]) -> dict[str, str]:
         errors["address"] = "At most 255 characters."
     if values.get("area_code") and not _AREA_CODE_PATTERN.fullmatch(values["area_code"]):
         errors["area_code"] = "Up to 12 digits, e.g. 440305."
+    if url := values.get("payscore_materiel_url"):
+        try:
+            _MATERIEL_URL_VALIDATOR(url)
+            valid = len(url) <= 255
+        except ValidationError:
+            valid = False
+        if not valid:
+            errors["payscore_materiel_url"] = "An http(s) URL of at most 255 characters."
     return errors
 
 
@@ -511,6 +523,7 @@ def store_create(
     area_code: str = "",
     opens_at: time | None = None,
     closes_at: time | None = None,
+    payscore_materiel_url: str = "",
     actor: AbstractBaseUser | None,
     actor_label: str | None = None,
 ) -> Store:
@@ -520,6 +533,7 @@ def store_create(
         "name": (name or "").strip(),
         "address": (address or "").strip(),
         "area_code": (area_code or "").strip(),
+        "payscore_materiel_url": (payscore_materiel_url or "").strip(),
     }
     errors = _store_errors(values) | _hours_errors(opens_at, closes_at)
     if errors:
@@ -551,13 +565,19 @@ def store_update(
     area_code: str = "",
     opens_at: time | None = None,
     closes_at: time | None = None,
+    payscore_materiel_url: str = "",
     actor: AbstractBaseUser | None,
     actor_label: str | None = None,
 ) -> Store:
-    """Change a store's name, address, area code and opening hours. Its store_id stays: payments and terminals
-    refer to it."""
+    """Change a store's name, address, area code, opening hours and PayScore materiel URL. Its store_id stays:
+    payments and terminals refer to it."""
     store = Store.objects.select_for_update(of=("self",)).select_related("merchant__provider").get(pk=store.pk)
-    values = {"name": (name or "").strip(), "address": (address or "").strip(), "area_code": (area_code or "").strip()}
+    values = {
+        "name": (name or "").strip(),
+        "address": (address or "").strip(),
+        "area_code": (area_code or "").strip(),
+        "payscore_materiel_url": (payscore_materiel_url or "").strip(),
+    }
     errors = _store_errors(values) | _hours_errors(opens_at, closes_at)
     if errors:
         raise InvalidInput("Some fields are invalid.", details=errors)

@@ -411,6 +411,7 @@ def store_create(request: HttpRequest) -> HttpResponse:
                 area_code=data["area_code"],
                 opens_at=data["opens_at"],
                 closes_at=data["closes_at"],
+                payscore_materiel_url=data["payscore_materiel_url"],
                 actor=request.user,
             )
         except InvalidInput as exc:
@@ -457,6 +458,7 @@ def store_edit(request: HttpRequest, pk: int) -> HttpResponse:
         "area_code": store.area_code,
         "opens_at": store.opens_at,
         "closes_at": store.closes_at,
+        "payscore_materiel_url": store.payscore_materiel_url,
     }
     form = StoreForm(request.POST or None, initial=initial, editing=True)
     if request.method == "POST" and form.is_valid():

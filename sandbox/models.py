@@ -250,6 +250,9 @@ class SandboxPayscoreOrder(models.Model):
     collection_transaction_id = models.CharField(max_length=32, blank=True)
     scenario = models.CharField(max_length=40, blank=True)
     create_request = models.JSONField(default=dict, help_text="The create body, for idempotent re-submission.")
+    devices = models.JSONField(
+        default=dict, blank=True, help_text="The device object each accepted call sent: {create, complete, modify}."
+    )
     created_at = models.DateTimeField()
 
     class Meta:

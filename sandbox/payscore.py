@@ -104,6 +104,25 @@ def _amounts(body: dict[str, Any], order: SandboxPayscoreOrder) -> tuple[list, l
     return payments, discounts, total
 
 
+# device (2025-03) on create, complete and modify: the ids are WeChat's usual string(32); materiel_no is a URL.
+DEVICE_ID_MAX = 32
+
+
+def _device(body: dict[str, Any]) -> dict[str, Any] | None:
+    device = body.get("device")
+    if device is None:
+        return None
+    if not isinstance(device, dict):
+        raise _param("device must be an object")
+    for name in ("start_device_id", "end_device_id", "materiel_no"):
+        if name in device and not isinstance(device[name], str):
+            raise _param(f"device.{name} must be a string")
+    for name in ("start_device_id", "end_device_id"):
+        if len(device.get(name, "")) > DEVICE_ID_MAX:
+            raise _param(f"device.{name} is at most {DEVICE_ID_MAX} characters")
+    return device
+
+
 _CREATE_FIELDS = (
     "out_order_no",
     "appid",
@@ -133,6 +152,7 @@ def create(merchant: SandboxWechatMerchant, body: dict[str, Any], *, scenario: S
     need_user_confirm = body.get("need_user_confirm", True)
     if need_user_confirm is False and not body.get("openid"):
         raise _param("openid is required when need_user_confirm is false")
+    device = _device(body)
     with transaction.atomic():
         existing = (
             SandboxPayscoreOrder.objects.select_for_update()
@@ -165,6 +185,7 @@ def create(merchant: SandboxWechatMerchant, body: dict[str, Any], *, scenario: S
             need_user_confirm=need_user_confirm is not False,
             scenario=scenario.value if scenario else "",
             create_request=body,
+            devices={"create": device} if device else {},
             created_at=clock.now(),
         )
         answer = {**as_dict(order), "package": _package(order)}
@@ -233,7 +254,10 @@ def complete(order: SandboxPayscoreOrder, body: dict[str, Any]) -> dict[str, Any
     payments, discounts, total = _amounts(body, order)
     if not order.time_range.get("end_time") and not (body.get("time_range") or {}).get("end_time"):
         raise _param("time_range.end_time is required: the order was created without one")
+    device = _device(body)
     order.post_payments, order.post_discounts, order.total_amount = payments, discounts, total
+    if device:
+        order.devices = {**order.devices, "complete": device}
     if body.get("time_range"):
         order.time_range = {**order.time_range, **body["time_range"]}
     if body.get("location"):
@@ -255,8 +279,11 @@ def modify(order: SandboxPayscoreOrder, body: dict[str, Any]) -> dict[str, Any]:
     if order.collection_state != "USER_PAYING":
         raise PayscoreError(400, "INVALID_ORDER_STATE", "only a completed, unpaid order can be modified")
     payments, discounts, total = _amounts(body, order)
+    device = _device(body)
     order.post_payments, order.post_discounts, order.total_amount = payments, discounts, total
-    order.save(update_fields=["post_payments", "post_discounts", "total_amount"])
+    if device:
+        order.devices = {**order.devices, "modify": device}
+    order.save(update_fields=["post_payments", "post_discounts", "total_amount", "devices"])
     return as_dict(order)
 
 

@@ -398,6 +398,17 @@ class Location:
     end_location: str | None = None
 
 
+@dataclass(frozen=True)
+class PayscoreDevice:
+    """device (2025-03) on create, modify and complete: the terminal that started / ended the service, and the
+    merchant's materiel URL (物料URL: for merchants in a WeChat Pay policy the URL its operations gave them, else
+    their own)."""
+
+    start_device_id: str | None = None
+    end_device_id: str | None = None
+    materiel_no: str | None = None
+
+
 @dataclass(frozen=True, kw_only=True)
 class PayscoreCreateRequest:
     out_order_no: str
@@ -412,6 +423,7 @@ class PayscoreCreateRequest:
     attach: str = ""
     openid: str = ""
     need_user_confirm: bool | None = None
+    device: PayscoreDevice | Mapping[str, Any] | None = None
 
 
 def _json_value(value: Any) -> Any:
@@ -575,6 +587,7 @@ def payscore_create(
             "notify_url": request.notify_url,
             "openid": request.openid,
             "need_user_confirm": request.need_user_confirm,
+            "device": request.device,
         }
     )
     result, data = _call(
@@ -643,6 +656,7 @@ def payscore_modify(
     total_amount: int,
     reason: str,
     post_discounts: Iterable[PostDiscount | Mapping[str, Any]] = (),
+    device: PayscoreDevice | Mapping[str, Any] | None = None,
     client: httpx.Client | None = None,
     timeouts: Timeouts = DEFAULT_TIMEOUTS,
     clock: Clock = time.time,
@@ -655,6 +669,7 @@ def payscore_modify(
             "post_discounts": list(post_discounts) or None,
             "total_amount": int(total_amount),
             "reason": reason,
+            "device": device,
         }
     )
     result, data = _call(
@@ -682,6 +697,7 @@ def payscore_complete(
     location: Location | Mapping[str, Any] | None = None,
     profit_sharing: bool | None = None,
     goods_tag: str = "",
+    device: PayscoreDevice | Mapping[str, Any] | None = None,
     client: httpx.Client | None = None,
     timeouts: Timeouts = DEFAULT_TIMEOUTS,
     clock: Clock = time.time,
@@ -698,6 +714,7 @@ def payscore_complete(
             "location": location,
             "profit_sharing": profit_sharing,
             "goods_tag": goods_tag,
+            "device": device,
         }
     )
     result, data = _call(

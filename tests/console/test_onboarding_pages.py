@@ -494,6 +494,19 @@ def test_store_edit_and_toggle_are_audited(client, world):
     ]
 
 
+def test_store_payscore_materiel_url_is_edited_in_the_store_form(client, world):
+    user = as_user(client, world["a_admin"])
+    edit = url("store_edit", world["store_a"].pk)
+    assert 'name="payscore_materiel_url"' in user.get(edit).content.decode()
+
+    too_long = user.post(edit, {"name": "店", "payscore_materiel_url": "https://m.test/" + "a" * 241})
+    assert set(too_long.context["form"].errors) == {"payscore_materiel_url"}
+    user.post(edit, {"name": "店", "payscore_materiel_url": "https://m.test/policy?id=1"})
+    assert Store.objects.get(pk=world["store_a"].pk).payscore_materiel_url == "https://m.test/policy?id=1"
+    user.post(edit, {"name": "店", "payscore_materiel_url": ""})
+    assert Store.objects.get(pk=world["store_a"].pk).payscore_materiel_url == ""
+
+
 # --- devices -------------------------------------------------------------------------------------------------------
 
 

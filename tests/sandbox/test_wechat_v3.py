@@ -341,3 +341,64 @@ def test_facemch_user(config, wechat_provider, merchant_keys, http_client, sandb
     assert (no_sub.outcome, no_sub.code) == (Outcome.REJECTED, "PARAM_ERROR")
     bad_sid = v3.facemch_user(config, "garbage", client=http_client, clock=sandbox_clock.timestamp)
     assert (bad_sid.outcome, bad_sid.code) == (Outcome.REJECTED, "PARAM_ERROR")
+
+
+def test_device_object_is_validated_and_recorded_on_create_complete_and_modify(config, http_client, sandbox_clock):
+    """device (2025-03): the sandbox refuses a device id longer than WeChat's string(32) with WeChat's PARAM_ERROR
+    and records, per call, the device object it accepted; the request stays signed and verified."""
+    clock = clock_of(sandbox_clock)
+    too_long = v3.payscore_create(
+        config,
+        create_request("D1", device=v3.PayscoreDevice(start_device_id="D" * 33)),
+        client=http_client,
+        clock=clock,
+    )
+    assert (too_long.outcome, too_long.code) == (Outcome.REJECTED, "PARAM_ERROR")
+    assert too_long.message == "device.start_device_id is at most 32 characters"
+    assert not SandboxPayscoreOrder.objects.filter(out_order_no="D1").exists()
+
+    start = v3.PayscoreDevice(start_device_id="S" * 32, materiel_no="https://example.test/m")
+    created = v3.payscore_create(config, create_request("D1", device=start), client=http_client, clock=clock)
+    assert created.outcome is Outcome.SUCCESS
+    services.sandbox_payscore_user_confirm("D1")
+    payments = [{"name": "租借", "amount": 300}]
+    end = v3.PayscoreDevice(end_device_id="E" * 33)
+    refused = v3.payscore_complete(
+        config,
+        "D1",
+        service_id=SERVICE_ID,
+        post_payments=payments,
+        total_amount=300,
+        device=end,
+        client=http_client,
+        clock=clock,
+    )
+    assert (refused.outcome, refused.code) == (Outcome.REJECTED, "PARAM_ERROR")
+    completed = v3.payscore_complete(
+        config,
+        "D1",
+        service_id=SERVICE_ID,
+        post_payments=payments,
+        total_amount=300,
+        device=v3.PayscoreDevice(end_device_id="END-1"),
+        client=http_client,
+        clock=clock,
+    )
+    modified = v3.payscore_modify(
+        config,
+        "D1",
+        service_id=SERVICE_ID,
+        post_payments=[{"name": "租借", "amount": 200}],
+        total_amount=200,
+        reason="调价",
+        device={"end_device_id": "END-2"},
+        client=http_client,
+        clock=clock,
+    )
+    assert (completed.outcome, modified.outcome) == (Outcome.SUCCESS, Outcome.SUCCESS)
+    assert completed.request_fields["body"]["device"] == {"end_device_id": "END-1"}
+    assert SandboxPayscoreOrder.objects.get(out_order_no="D1").devices == {
+        "create": {"start_device_id": "S" * 32, "materiel_no": "https://example.test/m"},
+        "complete": {"end_device_id": "END-1"},
+        "modify": {"end_device_id": "END-2"},
+    }
