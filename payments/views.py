@@ -354,19 +354,7 @@ def payment_refresh(request, pk: int):
 def payment_resolve_attention(request, pk: int):
     require(request.user, Action.RESOLVE)
     payment = _payment(request, pk)
-    try:
-        services.payment_resolve_attention(
-            payment=payment,
-            outcome=request.POST.get("outcome", ""),
-            note=request.POST.get("note", ""),
-            user=request.user,
-        )
-    except DomainError as exc:
-        for message in exc.details.values() or [exc.message]:
-            messages.error(request, message)
-    else:
-        messages.success(request, _("Payment settled."))
-    return redirect("portal:payment_detail", pk=payment.pk)
+    return _settle(request, payment, services.payment_resolve_attention, _("Payment settled."), payment=payment)
 
 
 @login_required
@@ -375,16 +363,17 @@ def refund_resolve_attention(request, pk: int, refund_pk: int):
     require(request.user, Action.RESOLVE)
     payment = _payment(request, pk)
     refund = get_object_or_404(payment.refunds, pk=refund_pk)
+    return _settle(request, payment, services.refund_resolve_attention, _("Refund settled."), refund=refund)
+
+
+def _settle(request, shown: Payment, settle, done: str, **target):
+    """A person's settlement of something in ATTENTION (the form's outcome and note); back to the page of the
+    payment `shown`, with what went wrong or with `done`."""
     try:
-        services.refund_resolve_attention(
-            refund=refund,
-            outcome=request.POST.get("outcome", ""),
-            note=request.POST.get("note", ""),
-            user=request.user,
-        )
+        settle(**target, outcome=request.POST.get("outcome", ""), note=request.POST.get("note", ""), user=request.user)
     except DomainError as exc:
         for message in exc.details.values() or [exc.message]:
             messages.error(request, message)
     else:
-        messages.success(request, _("Refund settled."))
-    return redirect("portal:payment_detail", pk=payment.pk)
+        messages.success(request, done)
+    return redirect("portal:payment_detail", pk=shown.pk)

@@ -22,21 +22,23 @@ def _networks(entries: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddre
     return tuple(ipaddress.ip_network(entry.strip(), strict=False) for entry in entries if entry.strip())
 
 
-def _is_trusted_proxy(address: str) -> bool:
+def address_in(address: str, entries: list[str] | tuple[str, ...]) -> bool:
+    """Whether `address` (an IPv4-mapped IPv6 address counts as its IPv4 one) is in one of `entries`, addresses or
+    networks as the settings list them; an address that does not parse is in none."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
         return False
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
         ip = ip.ipv4_mapped
-    return any(ip in network for network in _networks(tuple(settings.TRUSTED_PROXIES)))
+    return any(ip in network for network in _networks(tuple(entries)))
 
 
 def client_address(request) -> str:
     """The client's address: from X-Forwarded-For when the connection comes from a trusted proxy, else the
     connection's own. Falls back to the connection's address when a trusted proxy sent no usable header."""
     remote = request.META.get("REMOTE_ADDR", "")
-    if not settings.TRUSTED_PROXIES or not _is_trusted_proxy(remote):
+    if not settings.TRUSTED_PROXIES or not address_in(remote, settings.TRUSTED_PROXIES):
         return remote
     # ipware counts the proxies between the client and the last one in the header (the last proxy's own address is
     # REMOTE_ADDR, not part of the header); non-strict: a longer header (the client's own entries) is expected.

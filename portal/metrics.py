@@ -172,51 +172,35 @@ def _channel(merchant_class: str) -> str:
     return "UMPAY" if merchant_class == Merchant.Channel.UMPAY else "WECHAT"
 
 
-_payment_children: dict[tuple[str, str], tuple] = {}
-_refund_children: dict[tuple[str, str], object] = {}
-_upstream_children: dict[tuple[str, str, str], tuple] = {}
-_terminal_children: dict[tuple[str, int], object] = {}
-_task_children: dict[tuple[str, str], object] = {}
+@functools.cache
+def _child(metric, *labels: str):
+    """The metric's child for these label values, made once per process: a hook is then a dict lookup and a write."""
+    return metric.labels(*labels)
 
 
 def payment_outcome(merchant_class: str, status: str, seconds: float) -> None:
     """A payment reached `status` from PAYING or REVERSING, `seconds` after it was created (call once committed)."""
     if not settings.METRICS_ENABLED:
         return
-    children = _payment_children.get((merchant_class, status))
-    if children is None:
-        channel = _channel(merchant_class)
-        children = _payment_children[(merchant_class, status)] = (
-            PAYMENT_OUTCOMES.labels(channel, merchant_class, status),
-            PAYMENT_TIME_TO_OUTCOME.labels(channel),
-        )
-    children[0].inc()
-    children[1].observe(max(0.0, seconds))
+    channel = _channel(merchant_class)
+    _child(PAYMENT_OUTCOMES, channel, merchant_class, status).inc()
+    _child(PAYMENT_TIME_TO_OUTCOME, channel).observe(max(0.0, seconds))
 
 
 def refund_outcome(merchant_class: str, status: str) -> None:
     """A refund reached `status` (call once committed)."""
     if not settings.METRICS_ENABLED:
         return
-    child = _refund_children.get((merchant_class, status))
-    if child is None:
-        child = _refund_children[(merchant_class, status)] = REFUND_OUTCOMES.labels(_channel(merchant_class), status)
-    child.inc()
+    _child(REFUND_OUTCOMES, _channel(merchant_class), status).inc()
 
 
 def upstream_call(merchant_class: str, api: str, outcome: str, seconds: float) -> None:
     """A call to the merchant's channel answered with `outcome` (or raised: "error") after `seconds`."""
     if not settings.METRICS_ENABLED:
         return
-    children = _upstream_children.get((merchant_class, api, outcome))
-    if children is None:
-        channel = _channel(merchant_class)
-        children = _upstream_children[(merchant_class, api, outcome)] = (
-            UPSTREAM_CALLS.labels(channel, api, outcome),
-            UPSTREAM_SECONDS.labels(channel, api),
-        )
-    children[0].inc()
-    children[1].observe(seconds)
+    channel = _channel(merchant_class)
+    _child(UPSTREAM_CALLS, channel, api, outcome).inc()
+    _child(UPSTREAM_SECONDS, channel, api).observe(seconds)
 
 
 def _terminal_request(request, response) -> None:
@@ -229,12 +213,7 @@ def _terminal_request(request, response) -> None:
         endpoint = "unmatched"
     else:
         return
-    child = _terminal_children.get((endpoint, response.status_code))
-    if child is None:
-        child = _terminal_children[(endpoint, response.status_code)] = TERMINAL_REQUESTS.labels(
-            endpoint, str(response.status_code)
-        )
-    child.inc()
+    _child(TERMINAL_REQUESTS, endpoint, str(response.status_code)).inc()
 
 
 class TerminalApiMetricsMiddleware:
@@ -270,10 +249,7 @@ class TerminalApiMetricsMiddleware:
 
 def _task_outcome(sender, outcome: str) -> None:
     task = getattr(sender, "name", None) or "unknown"
-    child = _task_children.get((task, outcome))
-    if child is None:
-        child = _task_children[(task, outcome)] = CELERY_TASKS.labels(task, outcome)
-    child.inc()
+    _child(CELERY_TASKS, task, outcome).inc()
 
 
 def _task_succeeded(sender=None, **kwargs) -> None:

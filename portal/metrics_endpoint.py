@@ -10,30 +10,13 @@ production. The token is never logged nor echoed. With METRICS_ENABLED false it 
 from __future__ import annotations
 
 import hmac
-import ipaddress
-from functools import cache
 
 from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
 from django.views.decorators.http import require_GET
 
 from portal import metrics
-from portal.client_address import client_address
-
-
-@cache
-def _networks(entries: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-    return tuple(ipaddress.ip_network(entry, strict=False) for entry in entries)
-
-
-def _address_allowed(address: str) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
-    return any(ip in network for network in _networks(tuple(settings.METRICS_ALLOWED_NETWORKS)))
+from portal.client_address import address_in, client_address
 
 
 def _token_sent(request: HttpRequest, token: str) -> bool:
@@ -49,7 +32,7 @@ def _refusal(request: HttpRequest) -> HttpResponse | None:
         if settings.IS_PRODUCTION:
             raise Http404  # not configured: production does not show it at all
         return None
-    if networks and not _address_allowed(client_address(request)):
+    if networks and not address_in(client_address(request), networks):
         return HttpResponse("Forbidden\n", status=403, content_type="text/plain")
     if token and not _token_sent(request, token):
         response = HttpResponse("Unauthorized\n", status=401, content_type="text/plain")

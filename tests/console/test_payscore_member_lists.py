@@ -11,55 +11,16 @@ from datetime import datetime
 from decimal import Decimal
 
 import pytest
-from django.http import FileResponse, StreamingHttpResponse
-from django.utils import timezone
-from openpyxl import load_workbook
+from django.http import StreamingHttpResponse
 
 from members.models import ERASED_PREFIX, Member
 from payscore.models import ServiceOrder
 from portal.models import StaffMembership, Store
-from tests.factories import (
-    MerchantFactory,
-    ServiceProviderFactory,
-    StoreFactory,
-    login_verified,
-    make_device,
-    make_user,
-)
+from tests.console.listing import china, csv_rows, page, rows_of, xlsx_sheet
+from tests.factories import make_user
 
 pytestmark = pytest.mark.django_db
 Role = StaffMembership.Role
-CHINA = timezone.get_default_timezone()
-
-
-def china(text: str) -> datetime:
-    return timezone.make_aware(datetime.strptime(text, "%Y-%m-%d %H:%M:%S"), CHINA)
-
-
-@pytest.fixture
-def world():
-    provider, other_provider = ServiceProviderFactory(), ServiceProviderFactory()
-    a = MerchantFactory(provider=provider, name="甲商户")
-    b = MerchantFactory(provider=provider, name="乙商户")
-    c = MerchantFactory(provider=other_provider, name="丙商户")
-    stores = {
-        "a1": StoreFactory(merchant=a, name="甲一店", store_id="A1"),
-        "a2": StoreFactory(merchant=a, name="甲二店", store_id="A2"),
-        "b1": StoreFactory(merchant=b, name="乙一店", store_id="B1"),
-        "c1": StoreFactory(merchant=c, name="丙一店", store_id="C1"),
-    }
-    return {
-        "a": a,
-        "b": b,
-        "c": c,
-        "stores": stores,
-        "devices": {"a1": make_device(stores["a1"], "DEV-A1")[0], "a2": make_device(stores["a2"], "DEV-A2")[0]},
-        "a_admin": make_user("a-admin", role=Role.MERCHANT_ADMIN, merchant=a),
-        "a_staff": make_user("a-staff", role=Role.MERCHANT_STAFF, merchant=a),
-        "reviewer": make_user("reviewer", role=Role.PROVIDER_REVIEWER, provider=provider),
-        "c_admin": make_user("c-admin", role=Role.MERCHANT_ADMIN, merchant=c),
-        "root": make_user("root", superuser=True),
-    }
 
 
 def order(store: Store, no: str, *, at: str = "2025-03-01 09:00:00", **fields) -> ServiceOrder:
@@ -100,31 +61,8 @@ def erased_member(merchant, *, seen: str = "2025-03-01 09:00:00") -> Member:
     )
 
 
-def page(client, user, url: str, params=None, *, language: str = "zh-hans"):
-    login_verified(client, user)
-    client.cookies["django_language"] = language
-    return client.get(url, params or {})
-
-
-def rows_of(html: str, table: str) -> str:
-    """The <tbody> of the table with this id ("" when the page has none)."""
-    match = re.search(rf'<table id="{table}">.*?<tbody>(.*?)</tbody>', html, re.S)
-    return match.group(1) if match else ""
-
-
 def totals_of(html: str) -> str:
     return re.search(r'id="totals".*?</section>', html, re.S).group(0)
-
-
-def csv_rows(response) -> list[list[str]]:
-    body = b"".join(response.streaming_content)
-    assert body.startswith("\ufeff".encode()), "no BOM: Excel would read the UTF-8 text as GBK"
-    return list(csv.reader(io.StringIO(body.decode("utf-8-sig"))))
-
-
-def xlsx_sheet(response):
-    assert isinstance(response, FileResponse), "the workbook is streamed from its temporary file"
-    return load_workbook(io.BytesIO(b"".join(response.streaming_content))).active
 
 
 def body_of(response) -> str:
