@@ -30,6 +30,7 @@ class Rule(models.TextChoices):
     FAILURE_RATE = "failure_rate", _("Many failed payments")
     UPSTREAM_ERRORS = "upstream_errors", _("Channel errors")
     RECONCILIATION = "reconciliation_differences", _("New reconciliation differences")
+    PLATFORM_KEYS = "platform_keys", _("WeChat Pay platform keys need attention")
 
 
 class Alert(models.Model):

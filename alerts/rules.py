@@ -18,7 +18,8 @@ from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 
 from payments.models import UNSETTLED_PAYMENT_STATUSES, Payment, PaymentEvent, PaymentStatus, Refund
-from portal.models import Device, Merchant, Presence
+from payments.platform_certificates import platform_key_status
+from portal.models import ChannelCredentials, Device, Merchant, Presence
 from reconciliation.models import Difference, DifferenceKind
 
 from . import services
@@ -274,6 +275,56 @@ def reconciliation_differences(now: datetime) -> list[Finding]:
     ][:_BATCH]
 
 
+def platform_keys(now: datetime) -> list[Finding]:
+    """The WeChat Pay platform keys of a provider or direct merchant need a person (payments.platform_certificates,
+    `platform_key_status`): in certificate mode the newest platform certificate expires within
+    PLATFORM_CERTIFICATE_WARN_DAYS — once per certificate —, or downloading them has failed for two refresh periods —
+    once per China day while it fails. For the credentials' owner: the provider (its staff and robots), or the
+    direct merchant."""
+    rows = (
+        ChannelCredentials.objects.exclude(wechat_platform_certificates="", wechat_platform_keys_error="")
+        .select_related("provider", "merchant")
+        .order_by("pk")
+    )
+    day = now.astimezone(CHINA).date().isoformat()
+    found = []
+    for credentials in rows:
+        status = platform_key_status(credentials, now)
+        if not status.warning_due:
+            continue
+        if credentials.provider_id:
+            subject, owner = f"provider:{credentials.provider_id}", credentials.provider
+        else:
+            subject, owner = f"merchant:{credentials.merchant_id}", credentials.merchant
+        data = {"owner": subject.split(":")[0], "owner_pk": owner.pk, "name": owner.name}
+        if status.expiring is not None:
+            certificate = status.expiring
+            key = f"platform_keys:expiring:credentials:{credentials.pk}:{certificate.serial}"
+            data |= {
+                "kind": "expiring",
+                "serial": certificate.serial,
+                "valid_until": certificate.valid_until.isoformat(),
+                "days_left": certificate.days_left,
+            }
+        else:
+            key = f"platform_keys:failing:credentials:{credentials.pk}:{day}"
+            since = status.failing_since
+            data |= {"kind": "failing", "code": status.error_code, "since": since.isoformat() if since else None}
+        found.append(
+            Finding(
+                rule=Rule.PLATFORM_KEYS,
+                severity=Severity.WARNING,
+                key=key,
+                topic=f"{Rule.PLATFORM_KEYS}:{subject}",
+                merchant=credentials.merchant if credentials.merchant_id else None,
+                provider_id=credentials.provider_id,
+                data=data,
+            )
+        )
+    raised = _raised([finding.key for finding in found])
+    return [finding for finding in found if finding.key not in raised][:_BATCH]
+
+
 RULES = (
     payments_in_attention,
     refunds_in_attention,
@@ -281,6 +332,7 @@ RULES = (
     failure_rates,
     upstream_errors,
     reconciliation_differences,
+    platform_keys,
 )
 
 

@@ -47,6 +47,10 @@ def title(alert: Alert) -> str:
             return _("Calls to %(channel)s are failing") % {"channel": _channel(data)}
         case Rule.RECONCILIATION:
             return _("New reconciliation differences on %(date)s") % {"date": data.get("bill_date", "—")}
+        case Rule.PLATFORM_KEYS if data.get("kind") == "expiring":
+            return _("WeChat Pay platform certificate expires on %(date)s") % {"date": _day(data.get("valid_until"))}
+        case Rule.PLATFORM_KEYS:
+            return _("WeChat Pay platform keys are not being refreshed")
     return alert.get_rule_display()  # a stored alert of a rule this version no longer has
 
 
@@ -102,7 +106,40 @@ def body(alert: Alert) -> str:
                 "The bill of %(date)s shows %(count)d new differences: %(kinds)s.",
                 data.get("count", 0),
             ) % {"date": data.get("bill_date"), "count": data.get("count", 0), "kinds": counted}
+        case Rule.PLATFORM_KEYS if data.get("kind") == "expiring":
+            days = data.get("days_left", 0)
+            values = {"name": data.get("name", "—"), "serial": data.get("serial", "—"), "days": days}
+            values["date"] = _day(data.get("valid_until"))
+            if days < 0:
+                text = _("The newest WeChat Pay platform certificate of %(name)s (%(serial)s) expired on %(date)s.")
+            else:
+                text = ngettext(
+                    "The newest WeChat Pay platform certificate of %(name)s (%(serial)s) expires on %(date)s, in "
+                    "%(days)d day.",
+                    "The newest WeChat Pay platform certificate of %(name)s (%(serial)s) expires on %(date)s, in "
+                    "%(days)d days.",
+                    days,
+                )
+            advice = _(
+                "Replace it in the WeChat Pay merchant platform or switch to the WeChat Pay public key, then refresh "
+                "the platform keys in the console."
+            )
+            return f"{text % values} {advice}"
+        case Rule.PLATFORM_KEYS:
+            return _(
+                "Downloading the WeChat Pay platform certificates of %(name)s has failed since %(since)s (code "
+                "%(code)s). The stored ones keep working until they expire; check the APIv3 key and the merchant API "
+                "certificate, then refresh the platform keys in the console."
+            ) % {
+                "name": data.get("name", "—"),
+                "since": china_time(data["since"]) if data.get("since") else "—",
+                "code": data.get("code") or "—",
+            }
     return ""
+
+
+def _day(moment: str | None) -> str:
+    return china_time(moment)[:10] if moment else "—"
 
 
 def _with_code(text: str, data: dict) -> str:
@@ -132,6 +169,10 @@ def subject_url(alert: Alert) -> str:
             day = data["bill_date"]
             query = {"merchant": alert.merchant_id, "from": day, "to": day, "status": "OPEN"}
             return f"{reverse('portal:reconciliation_differences')}?{urlencode(query)}"
+        case Rule.PLATFORM_KEYS if data.get("owner") == "provider":
+            return reverse("portal:provider_credentials", args=[data["owner_pk"]])
+        case Rule.PLATFORM_KEYS:
+            return reverse("portal:merchant_credentials", args=[data["owner_pk"]])
     return reverse("portal:alert_list")
 
 

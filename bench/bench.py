@@ -425,14 +425,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--metrics-scrape-seconds", type=float, default=15, help="scrape interval in on")
     parser.add_argument("--metrics-only", action="store_true", help="only the metrics' cost")
     parser.add_argument(
+        "--protocol-only", action="store_true", help="only the protocol work against the SDKs (in this process)"
+    )
+    parser.add_argument(
         "--name",
         help="results file name (default: bench; capacity with --capacity-only, webhooks with --webhooks-only, "
         "metrics with --metrics-only)",
     )
     args = parser.parse_args(argv)
-    if sum((args.capacity_only, args.webhooks_only, args.metrics_only)) > 1:
-        parser.error("--capacity-only, --webhooks-only and --metrics-only exclude each other")
-    only = {"capacity": args.capacity_only, "webhooks": args.webhooks_only, "metrics": args.metrics_only}
+    if sum((args.capacity_only, args.webhooks_only, args.metrics_only, args.protocol_only)) > 1:
+        parser.error("--capacity-only, --webhooks-only, --metrics-only and --protocol-only exclude each other")
+    only = {
+        "capacity": args.capacity_only,
+        "webhooks": args.webhooks_only,
+        "metrics": args.metrics_only,
+        "protocol": args.protocol_only,
+    }
     args.name = args.name or next((name for name, chosen in only.items() if chosen), "bench")
     return args
 
@@ -440,6 +448,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     command = shlex.join(["python", "-m", "bench.bench", *(sys.argv[1:] if argv is None else argv)])
+    if args.protocol_only:
+        return protocol_only(args, command)
     # Every open request holds a descriptor in the load generator and in a web worker (both inherit this limit).
     capacity.raise_open_files(args.long_polls + 1024)
     run_dir = ROOT / "var" / "bench" / datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
@@ -747,15 +757,59 @@ def markdown(results: dict[str, Any]) -> str:
     if "reconcile" in results:
         lines += reconcile_markdown(results["reconcile"])
     if results.get("protocol"):
-        lines += [
-            "| protocol work (CPU per call) | ours µs | SDK | SDK µs | ours / SDK |",
-            "|---|---:|---|---:|---:|",
-        ]
-        for name, row in results["protocol"].items():
-            lines.append(
-                f"| {name} | {row['ours_us']:.1f} | {row['sdk']} | {row['sdk_us']:.1f} | {row['ours_vs_sdk']:.2f} |"
-            )
+        lines += protocol_markdown(results["protocol"])
     return "\n".join(lines) + "\n"
+
+
+def protocol_markdown(measured: dict[str, dict[str, Any]]) -> list[str]:
+    lines = [
+        "| protocol work (CPU per call) | ours µs | SDK | SDK µs | ours / SDK |",
+        "|---|---:|---|---:|---:|",
+    ]
+    for name, row in measured.items():
+        lines.append(
+            f"| {name} | {row['ours_us']:.1f} | {row['sdk']} | {row['sdk_us']:.1f} | {row['ours_vs_sdk']:.2f} |"
+        )
+    return lines
+
+
+def protocol_only(args: argparse.Namespace, command: str) -> int:
+    """The protocol section alone: in this process, no cluster (the work is CPU in the client, not the server)."""
+    import django
+
+    from bench import protocol
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+    django.setup()
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    measured = protocol.run(args.protocol_rounds)
+    results = {
+        "args": vars(args),
+        "command": command,
+        "machine": machine(),
+        "started_at": started_at,
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "protocol": measured,
+    }
+    text = "\n".join(
+        [
+            f"# Protocol work — {results['started_at']} to {results['finished_at']}",
+            "",
+            f"Machine: {results['machine']}.",
+            "",
+            f"Command: `{command}`. CPU time of this process per call, ours and the SDK's doing the same work, the "
+            "best of five passes each, passes alternating (bench/protocol.py). The v3 calls go through each client's "
+            "HTTP library to an in-process answer signed once with a platform public key: request JSON, RSA signature, "
+            "sending, answer signature verified, answer read.",
+            "",
+            *protocol_markdown(measured),
+        ]
+    )
+    out = ROOT / "bench" / "results"
+    (out / f"{args.name}.json").write_text(json.dumps(results, ensure_ascii=False, indent=1, default=str) + "\n")
+    (out / f"{args.name}.md").write_text(text + "\n")
+    print(text)
+    return 0
 
 
 def reconcile_markdown(measured: dict[str, Any]) -> list[str]:

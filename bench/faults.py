@@ -66,6 +66,9 @@ TIMINGS = {
     "PAYMENT_REVERSE_NOT_BEFORE": "5",
     "PAYMENT_LONG_POLL_MAX_SECONDS": "10",
     "REFUND_RETRY_MAX_SECONDS": "20",
+    # The rotation of the v3 merchant's platform certificate mid-run (rotator) is picked up by the product alone.
+    "PLATFORM_CERTIFICATE_REFRESH_SECONDS": "20",
+    "PLATFORM_CERTIFICATE_CHECK_SECONDS": "10",
     "SANDBOX_SETTLE_SECONDS": "3",
     "SANDBOX_REFUND_SECONDS": "1",
     "SANDBOX_TIMEOUT_SLEEP_SECONDS": "4",
@@ -215,26 +218,25 @@ def pick_amount(channel: str, rng: random.Random, scenario_share: float) -> int:
 
 
 def prepare_devices(terminals: int) -> list[dict[str, str]]:
-    """The demo merchants (WeChat direct and UMF, registered with the sandbox) and one device per terminal."""
+    """The demo merchants registered with the sandbox and one device per terminal: half the terminals UMF, the
+    other half WeChat Pay, of which half pay over API v2 (the direct merchant) and half over API v3 (the provider's
+    sub-merchant)."""
     import io
 
     from django.core.management import call_command
 
     from portal import services
-    from portal.models import Merchant, Store
+    from portal.models import Store
 
     call_command("seed_demo", "--allow-in-production", stdout=io.StringIO())  # output names demo secrets: never printed
-    stores = {
-        Merchant.Channel.WECHAT_DIRECT: Store.objects.get(store_id="SZ-NS-001"),
-        Merchant.Channel.UMPAY: Store.objects.get(store_id="BJ-HD-001"),
-    }
+    stores = [Store.objects.get(store_id=store_id) for store_id in ("SZ-NS-001", "BJ-HD-001", "SZ-FT-001", "BJ-HD-001")]
     devices = []
     for index in range(terminals):
-        channel = Merchant.Channel.WECHAT_DIRECT if index % 2 == 0 else Merchant.Channel.UMPAY
+        store = stores[index % 4]
         device, secret = services.device_register(
-            store=stores[channel], device_id=f"FAULT-{index:04d}", actor=None, actor_label="faults"
+            store=store, device_id=f"FAULT-{index:04d}", actor=None, actor_label="faults"
         )
-        devices.append({"device_id": device.device_id, "secret": secret, "channel": channel})
+        devices.append({"device_id": device.device_id, "secret": secret, "channel": store.merchant.channel})
     return devices
 
 
@@ -356,6 +358,117 @@ def refunder(stop: threading.Event, stats: Stats, interval: float, seed: int) ->
         else:
             with ThreadPoolExecutor(2) as pool:
                 list(pool.map(one, fees))
+
+
+V3_PROVIDER_MCH_ID = "1900000100"  # the demo provider: its sub-merchant 演示书店 pays over API v3
+
+
+@dataclass
+class Rotation:
+    """The v3 signer's platform certificate replaced mid-run, with nobody touching the product's credentials."""
+
+    old_serial: str = ""
+    new_serial: str = ""
+    switch_in: float = 0.0
+    new_stored_after: float | None = None  # seconds from the rotation until the product's refresh stored it
+    old_dropped_after: float | None = None  # seconds from the rotation until the expired one was dropped
+    rotated: bool = False
+
+
+def rotator(stop: threading.Event, stats: Stats, total: int, rotation: Rotation) -> None:
+    """At a third of the load: WeChat (the sandbox) publishes a new platform certificate for the v3 provider, signs
+    with it 60 s later and lets the old one expire 60 s after that. The product's scheduled refresh must have the new
+    one before the switch and drop the old one once expired; no v3 answer may be refused for an unknown serial."""
+    from django.db import close_old_connections
+
+    from portal.models import ChannelCredentials
+    from sandbox.services import sandbox_platform_certificates, sandbox_rotate_platform_certificate
+
+    while not stop.is_set() and stats.finished < total // 3:
+        stop.wait(1)
+    if stop.is_set():
+        return
+    try:
+        now = datetime.now(UTC)
+        rotation.switch_in = 60.0
+        rotation.old_serial = sandbox_platform_certificates(V3_PROVIDER_MCH_ID)[-1].serial_no
+        new = sandbox_rotate_platform_certificate(
+            V3_PROVIDER_MCH_ID,
+            switch_at=now + timedelta(seconds=rotation.switch_in),
+            old_expire_at=now + timedelta(seconds=2 * rotation.switch_in),
+        )
+        rotation.new_serial, rotation.rotated = new.serial_no, True
+        say(f"rotator: new platform certificate {new.serial_no[:8]}… published, signing in 60 s, old expires in 120 s")
+        started = time.monotonic()
+        while time.monotonic() - started < 300:  # watched past the load's end: the run waits for it before reporting
+            close_old_connections()
+            try:
+                stored = ChannelCredentials.objects.get(provider__wechat_mch_id=V3_PROVIDER_MCH_ID)
+                serials = set(channels_platform_serials(stored))
+            except Exception:  # noqa: BLE001 - the database may be restarting (outages): look again
+                time.sleep(1)
+                continue
+            elapsed = time.monotonic() - started
+            if rotation.new_stored_after is None and rotation.new_serial in serials:
+                rotation.new_stored_after = elapsed
+                say(f"rotator: the product stored the new certificate after {elapsed:.0f} s")
+            if rotation.old_dropped_after is None and rotation.old_serial not in serials:
+                rotation.old_dropped_after = elapsed
+                say(f"rotator: the product dropped the expired certificate after {elapsed:.0f} s")
+            if rotation.new_stored_after is not None and rotation.old_dropped_after is not None:
+                return
+            time.sleep(1)
+    except Exception as exc:  # noqa: BLE001 - reported, not fatal to the run
+        say(f"rotator: failed: {type(exc).__name__}: {exc}")
+
+
+def channels_platform_serials(credentials) -> list[str]:
+    from portal.credentials import certificate_serial, load_certificates
+
+    if not credentials.wechat_platform_certificates:
+        return []
+    return [certificate_serial(c) for c in load_certificates("certs", credentials.wechat_platform_certificates)]
+
+
+def rotation_failures(rotation: Rotation) -> int:
+    """0 when the rotation happened and the product took it up alone: the new certificate stored before WeChat
+    signed with it, the expired one dropped. A run too short to rotate in counts as a failure: it proved nothing."""
+    if not rotation.rotated:
+        return 1
+    stored_in_time = rotation.new_stored_after is not None and rotation.new_stored_after < rotation.switch_in
+    return int(not stored_in_time) + int(rotation.old_dropped_after is None)
+
+
+def rotation_text(rotation: Rotation) -> str:
+    if not rotation.rotated:
+        return "not rotated"
+    stored = "never" if rotation.new_stored_after is None else f"after {rotation.new_stored_after:.0f} s"
+    dropped = "never" if rotation.old_dropped_after is None else f"after {rotation.old_dropped_after:.0f} s"
+    return (
+        f"new certificate published, signing {rotation.switch_in:.0f} s later; stored by the product {stored}; "
+        f"old one (expired at {2 * rotation.switch_in:.0f} s) dropped {dropped}"
+    )
+
+
+def payments_by_api() -> str:
+    from django.db.models import Count
+
+    from payments.models import Payment
+
+    rows = Payment.objects.values("merchant__channel", "merchant__wechat_api").annotate(n=Count("pk"))
+    counts = Counter()
+    for row in rows:
+        key = "UMPAY" if row["merchant__channel"] == "UMPAY" else row["merchant__wechat_api"]
+        counts[key] += row["n"]
+    return f"{counts['V2']} / {counts['V3']} / {counts['UMPAY']}"
+
+
+def unknown_serial_refusals() -> int:
+    """Upstream answers the product refused because it did not know the signing serial (chaos spoils signatures, it
+    never changes the serial: any of these is a platform key the product failed to keep current)."""
+    from payments.models import PaymentEvent
+
+    return PaymentEvent.objects.filter(code="BAD_SIGNATURE", message__icontains="unknown Wechatpay-Serial").count()
 
 
 def supervise(cluster: Cluster, stats: Stats) -> None:
@@ -805,10 +918,13 @@ def main(argv: list[str] | None = None) -> int:
 
         stop = threading.Event()
         low, high = (float(x) for x in args.kill_every.split(","))
+        rotation = Rotation()
         helpers = [
             threading.Thread(target=killer, args=(stop, cluster, stats, (low, high), rng_seed + 1), daemon=True),
             threading.Thread(target=refunder, args=(stop, stats, args.refund_every, rng_seed + 2), daemon=True),
         ]
+        rotator_thread = threading.Thread(target=rotator, args=(stop, stats, args.payments, rotation), daemon=True)
+        rotator_thread.start()
         outage_thread = threading.Thread(
             target=outages, args=(stop, cluster, stats, args.outages, args.outage_gap, rng_seed + 3), daemon=True
         )
@@ -889,6 +1005,7 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(1)
         resolution_seconds = time.monotonic() - resolution_started
         say(f"resolution window: {resolution_seconds:.0f} s")
+        rotator_thread.join(timeout=200)  # the rotation is watched until the old certificate has expired
         report, statuses, refund_statuses = collect_invariants()
         say("reconciliation: the run's days through the channels' bills, with planted differences")
         books = reconcile_run(rng_seed + 4)
@@ -899,6 +1016,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{hooks_drained['pending_left']} pending left)")  # fmt: skip
         hooks, hooks_info = collect_webhook_invariants(cluster.logs / "chaos-receiver.jsonl")
         alerts, alerts_raised = collect_alert_invariants()
+        serial_refusals, by_api = unknown_serial_refusals(), payments_by_api()
         trouble = upstream_trouble_seen()
         secret_values = configured_secrets(cluster)
         kills = {name: process.kills for name, process in cluster.processes.items() if process.kills}
@@ -927,10 +1045,19 @@ def main(argv: list[str] | None = None) -> int:
     invariant_rows.append(("reconciliation: bills not reconciled (refused, not ready)", len(books.not_reconciled)))
     invariant_rows += list(hooks.counts().items())
     invariant_rows += list(alerts.counts().items())
+    invariant_rows.append(("v3 answers refused for an unknown platform key serial", serial_refusals))
+    invariant_rows.append(
+        (
+            "platform certificate rotation not taken up by itself (new not stored before the switch, old kept)",
+            rotation_failures(rotation),
+        )
+    )
     failed = [name for name, value in invariant_rows if not name.startswith("  ") and value != 0]
     info_rows: list[tuple[str, Any]] = [
         ("payments driven", stats.finished),
         ("payments in the database", sum(statuses.values())),
+        ("  WeChat Pay over API v2 / over API v3 / UMF", by_api),
+        ("platform certificate rotation (v3 provider)", rotation_text(rotation)),
         ("  by status", ", ".join(f"{k} {v}" for k, v in sorted(statuses.items()))),
         ("refunds issued / refused", f"{stats.refunds_created} / {sum(stats.refunds_refused.values())}"),
         ("  refunds by status", ", ".join(f"{k} {v}" for k, v in sorted(refund_statuses.items()))),

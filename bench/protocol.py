@@ -1,5 +1,7 @@
-"""Protocol cost: CPU time per WeChat Pay v2 round (sign + XML encode + parse + verify) and per v3 request
-signature, ours against the community SDKs wechatpy and wechatpayv3 doing the same work, in one process.
+"""Protocol cost: CPU time per WeChat Pay v2 round (sign + XML encode + parse + verify), per v3 request signature
+and per v3 payment call (a codepay and an order query: build the JSON, sign, send through the HTTP library to an
+in-process answer, verify the answer's signature, parse it), ours against the community SDKs wechatpy and
+wechatpayv3 doing the same work, in one process.
 
     python -m bench.protocol [--rounds 20000]
 """
@@ -113,8 +115,141 @@ def v3_wechatpayv3(private_pem: str) -> Callable[[], object]:
     return authorization
 
 
+V3_MCHID, V3_APPID = "1900000109", "wxd678efh567hg6787"
+V3_ORDER = "1217752501201407033233368018"
+PLATFORM_KEY_ID = "PUB_KEY_ID_0119000001092025010100000000000001"
+# A codepay answer as WeChat documents it (payment succeeded); the query answers the same transaction.
+V3_TRANSACTION = {
+    "appid": V3_APPID,
+    "mchid": V3_MCHID,
+    "out_trade_no": V3_ORDER,
+    "transaction_id": "1217752501201407033233368018",
+    "trade_type": "MICROPAY",
+    "trade_state": "SUCCESS",
+    "trade_state_desc": "支付成功",
+    "bank_type": "CMC",
+    "attach": "",
+    "success_time": "2026-12-07T10:34:56+08:00",
+    "payer": {"openid": "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"},
+    "amount": {"total": 1234, "payer_total": 1234, "currency": "CNY", "payer_currency": "CNY"},
+}
+
+
+class _V3Answer:
+    """The answer a fake WeChat gives every call: the transaction, signed once with the platform key (the signing is
+    WeChat's work, not the client's), at a fixed timestamp both clients accept."""
+
+    def __init__(self, platform_private_pem: str):
+        from payments.gateways import wechatpay_v3 as v3
+
+        self.timestamp = int(time.time())
+        self.body = json.dumps(V3_TRANSACTION, ensure_ascii=False).encode()
+        self.headers = {
+            "Content-Type": "application/json",
+            **v3.sign_response(
+                self.body, serial=PLATFORM_KEY_ID, private_key=platform_private_pem, timestamp=self.timestamp
+            ),
+        }
+
+
+def v3_pay_ours(private_pem: str, answer: _V3Answer, call: str) -> Callable[[], object]:
+    import httpx
+
+    from payments.gateways import wechatpay_v3_pay as pay
+    from payments.gateways.keys import load_public_key
+    from payments.gateways.wechatpay_v3 import WechatPayV3Config
+
+    public_key = load_public_key(answer.platform_public_pem)
+    config = WechatPayV3Config(
+        mchid=V3_MCHID,
+        appid=V3_APPID,
+        merchant_private_key_pem=private_pem,
+        merchant_serial_no="5157F09EFDC096DE15EBE81A47057A7232F1B8E1",
+        api_v3_key="0123456789abcdef0123456789abcdef",
+        platform_keys={PLATFORM_KEY_ID: public_key},
+    )
+    client = httpx.Client(
+        transport=httpx.MockTransport(lambda request: httpx.Response(200, headers=answer.headers, content=answer.body))
+    )
+    request = pay.CodepayRequest(
+        out_trade_no=V3_ORDER,
+        total=1234,
+        description="image形象店-深圳腾大-QQ公仔",
+        auth_code="134567890123456789",
+        device_ip="127.0.0.1",
+        device_id="DEMO-DEVICE-01",
+        store_id="SZ-NS-001",
+    )
+    clock = lambda: float(answer.timestamp)  # noqa: E731
+
+    def codepay() -> bool:
+        assert pay.codepay(config, request, client=client, clock=clock).is_success
+        return True
+
+    def query() -> bool:
+        assert pay.query(config, out_trade_no=V3_ORDER, total=1234, client=client, clock=clock).is_success
+        return True
+
+    return codepay if call == "codepay" else query
+
+
+def v3_pay_wechatpayv3(private_pem: str, answer: _V3Answer, call: str) -> Callable[[], object]:
+    import requests
+    from wechatpayv3 import WeChatPay, WeChatPayType
+
+    def send(adapter, request, **kwargs) -> requests.Response:
+        # The transport's place (requests' adapter): the SDK's request building, signing and checks all still run.
+        response = requests.Response()
+        response.status_code, response._content, response.request = 200, answer.body, request
+        response.headers.update(answer.headers)
+        response.encoding = "utf-8"
+        return response
+
+    requests.adapters.HTTPAdapter.send = send  # this process only measures
+    client = WeChatPay(
+        wechatpay_type=WeChatPayType.CODEPAY,
+        mchid=V3_MCHID,
+        private_key=private_pem,
+        cert_serial_no="5157F09EFDC096DE15EBE81A47057A7232F1B8E1",
+        appid=V3_APPID,
+        apiv3_key="0123456789abcdef0123456789abcdef",
+        public_key=answer.platform_public_pem,
+        public_key_id=PLATFORM_KEY_ID,
+    )
+    # The SDK's answer is the status and the text; reading the result out of it is the caller's part of the work.
+
+    def codepay() -> bool:
+        status, text = client.pay(
+            description="image形象店-深圳腾大-QQ公仔",
+            out_trade_no=V3_ORDER,
+            amount={"total": 1234, "currency": "CNY"},
+            payer={"auth_code": "134567890123456789"},
+            scene_info={"device_ip": "127.0.0.1", "device_id": "DEMO-DEVICE-01", "store_info": {"out_id": "SZ-NS-001"}},
+            pay_type=WeChatPayType.CODEPAY,
+        )
+        data = json.loads(text)
+        assert status == 200 and data["trade_state"] == "SUCCESS" and data["out_trade_no"] == V3_ORDER
+        return True
+
+    def query() -> bool:
+        status, text = client.query(out_trade_no=V3_ORDER)
+        data = json.loads(text)
+        assert status == 200 and data["trade_state"] == "SUCCESS" and data["amount"]["total"] == 1234
+        return True
+
+    return codepay if call == "codepay" else query
+
+
 def run(rounds: int = 20000) -> dict[str, dict[str, float]]:
-    from portal.credentials import generate_key_and_certificate
+    from portal.credentials import generate_key_and_certificate, load_private_key
+
+    def public_key_pem(private: str) -> str:
+        from cryptography.hazmat.primitives import serialization
+
+        public = load_private_key("bench", private).public_key()
+        return public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode(
+            "ascii"
+        )
 
     private_pem, _cert = generate_key_and_certificate("bench v3")
     rsa_rounds = max(200, rounds // 20)  # RSA-2048 signing is ~1 ms: fewer rounds give the same precision
@@ -124,6 +259,18 @@ def run(rounds: int = 20000) -> dict[str, dict[str, float]]:
         results[f"v2 round ({sign_type})"] = {"ours_us": ours_us, "sdk_us": sdk_us, "sdk": "wechatpy 1.8.18"}
     ours_us, sdk_us = cpu_per_call(v3_ours(private_pem), v3_wechatpayv3(private_pem), rsa_rounds)
     results["v3 request signature (RSA-2048)"] = {"ours_us": ours_us, "sdk_us": sdk_us, "sdk": "wechatpayv3 2.0.4"}
+    platform_pem, _platform_cert = generate_key_and_certificate("bench v3 platform")
+    answer = _V3Answer(platform_pem)
+    answer.platform_public_pem = public_key_pem(platform_pem)
+    for call in ("codepay", "query"):
+        ours_us, sdk_us = cpu_per_call(
+            v3_pay_ours(private_pem, answer, call), v3_pay_wechatpayv3(private_pem, answer, call), rsa_rounds
+        )
+        results[f"v3 {call} call (sign, send, verify)"] = {
+            "ours_us": ours_us,
+            "sdk_us": sdk_us,
+            "sdk": "wechatpayv3 2.0.4",
+        }
     for row in results.values():
         row["ours_vs_sdk"] = row["ours_us"] / row["sdk_us"]
     return results

@@ -13,16 +13,17 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 from django.conf import settings
 
-from payments.gateways import umpay, wechatpay_v2, wechatpay_v3
+from payments.gateways import umpay, wechatpay_v2, wechatpay_v3, wechatpay_v3_pay
 from payments.gateways.base import GatewayResult, Outcome
 from payments.gateways.http import Timeouts
 from portal import metrics
+from portal.credentials import wechat_v3_configured
 from portal.errors import ChannelBusy, DomainError, InvalidState
 from portal.models import ChannelCredentials, Device, Merchant
 from portal.selectors import signing_credentials_for
@@ -112,20 +113,6 @@ def _wechat_config(merchant: Merchant, *, client_certificate: bool = False) -> w
     )
 
 
-def wechat_v3_configured(credentials: ChannelCredentials) -> bool:
-    """Whether these credentials can sign v3 requests and verify v3 answers: the APIv3 key, the merchant API private
-    key and its certificate serial, and a WeChat platform certificate or platform public key (with its id)."""
-    return bool(
-        credentials.wechat_api_v3_key
-        and credentials.wechat_private_key
-        and credentials.wechat_cert_serial
-        and (
-            credentials.wechat_platform_certificates
-            or (credentials.wechat_platform_public_key and credentials.wechat_platform_public_key_id)
-        )
-    )
-
-
 def wechat_v3_config(
     merchant: Merchant, *, credentials: ChannelCredentials | None = None
 ) -> wechatpay_v3.WechatPayV3Config:
@@ -152,17 +139,33 @@ def wechat_v3_config(
     )
 
 
-def platform_keys(credentials: ChannelCredentials) -> dict[str, str]:
-    """Wechatpay-Serial → key: every platform certificate by its serial, and the platform public key by its id."""
-    from portal.credentials import certificate_pem, certificate_serial, load_certificates
-
-    keys: dict[str, str] = {}
-    if credentials.wechat_platform_certificates:
-        for cert in load_certificates("wechat_platform_certificates", credentials.wechat_platform_certificates):
-            keys[certificate_serial(cert)] = certificate_pem(cert)
+def platform_keys(credentials: ChannelCredentials, *, now: datetime | None = None) -> dict[str, str]:
+    """Wechatpay-Serial → key: every platform certificate not yet expired by its serial, and the platform public key
+    by its id. An answer signed by an expired certificate is not trusted, whether or not the refresh has dropped it
+    from the credentials yet."""
+    moment = now or datetime.now(UTC)
+    keys = {
+        serial: pem
+        for serial, pem, expires in _parsed_certificates(credentials.wechat_platform_certificates)
+        if expires > moment
+    }
     if credentials.wechat_platform_public_key and credentials.wechat_platform_public_key_id:
         keys[credentials.wechat_platform_public_key_id] = credentials.wechat_platform_public_key
     return keys
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed_certificates(certificates: str) -> tuple[tuple[str, str, datetime], ...]:
+    """(serial, PEM, expiry) of each stored platform certificate, parsed once per distinct text: parsing X.509 on
+    every v3 call would be a sixth of its CPU."""
+    from portal.credentials import certificate_pem, certificate_serial, load_certificates
+
+    if not certificates:
+        return ()
+    return tuple(
+        (certificate_serial(cert), certificate_pem(cert), cert.not_valid_after_utc)
+        for cert in load_certificates("wechat_platform_certificates", certificates)
+    )
 
 
 def _umpay_config(merchant: Merchant) -> umpay.UmpayConfig:
@@ -178,6 +181,11 @@ def _umpay_config(merchant: Merchant) -> umpay.UmpayConfig:
 
 def _is_umpay(merchant: Merchant) -> bool:
     return merchant.channel == Merchant.Channel.UMPAY
+
+
+def _uses_v3(merchant: Merchant) -> bool:
+    """Payments and refunds of this WeChat merchant go over API v3 (its configuration says so; v2 by default)."""
+    return merchant.wechat_api == Merchant.WechatApi.V3 and not _is_umpay(merchant)
 
 
 def _timeouts(read: float) -> Timeouts:
@@ -336,6 +344,24 @@ def charge(*, payment, auth_code: str) -> Answer:
             timeouts=_timeouts(read),
         )
         return _answer(result, transaction_id=result.transaction_id, wallet_transaction_id=result.dep_bank_seq)
+    if _uses_v3(merchant):
+        result = wechatpay_v3_pay.codepay(
+            wechat_v3_config(merchant),
+            wechatpay_v3_pay.CodepayRequest(
+                out_trade_no=payment.out_trade_no,
+                total=payment.total_fee,
+                description=payment.body,
+                auth_code=auth_code,
+                device_ip=settings.PAYMENT_CREATE_IP,
+                device_id=payment.device.device_id if payment.device_id else "",
+                store_id=payment.store.store_id,
+                attach=payment.attach,
+            ),
+            client=upstream_client,
+            timeouts=_timeouts(read),
+            clock=_timestamp,
+        )
+        return _answer(result, transaction_id=result.transaction_id, openid=result.openid)
     result = wechatpay_v2.micropay(
         _wechat_config(merchant),
         wechatpay_v2.MicropayRequest(
@@ -369,14 +395,24 @@ def query(*, payment) -> Answer:
             timeouts=timeouts,
         )
         return _answer(result, transaction_id=result.transaction_id, order_missing=result.order_exists is False)
-    result = wechatpay_v2.orderquery(
-        _wechat_config(merchant),
-        wechatpay_v2.OrderQueryRequest(
-            transaction_id=payment.transaction_id, out_trade_no=payment.out_trade_no, total_fee=payment.total_fee
-        ),
-        client=upstream_client,
-        timeouts=timeouts,
-    )
+    if _uses_v3(merchant):
+        result = wechatpay_v3_pay.query(
+            wechat_v3_config(merchant),
+            out_trade_no=payment.out_trade_no,
+            total=payment.total_fee,
+            client=upstream_client,
+            timeouts=timeouts,
+            clock=_timestamp,
+        )
+    else:
+        result = wechatpay_v2.orderquery(
+            _wechat_config(merchant),
+            wechatpay_v2.OrderQueryRequest(
+                transaction_id=payment.transaction_id, out_trade_no=payment.out_trade_no, total_fee=payment.total_fee
+            ),
+            client=upstream_client,
+            timeouts=timeouts,
+        )
     code = result.trade_state or result.code
     answer = _answer(
         result, transaction_id=result.transaction_id, openid=result.openid, order_missing=result.order_exists is False
@@ -399,13 +435,23 @@ def reverse(*, payment) -> Answer:
         )
         missing = result.outcome is Outcome.REJECTED and result.code == umpay.ORDER_NOT_FOUND
         return _answer(result, order_missing=missing)
-    result = wechatpay_v2.reverse(
-        _wechat_config(merchant, client_certificate=True),
-        wechatpay_v2.ReverseRequest(transaction_id=payment.transaction_id, out_trade_no=payment.out_trade_no),
-        client=upstream_client,
-        timeouts=timeouts,
-    )
-    missing = result.outcome is Outcome.REJECTED and result.code == "ORDERNOTEXIST"
+    if _uses_v3(merchant):
+        result = wechatpay_v3_pay.reverse(
+            wechat_v3_config(merchant),
+            out_trade_no=payment.out_trade_no,
+            client=upstream_client,
+            timeouts=timeouts,
+            clock=_timestamp,
+        )
+    else:
+        result = wechatpay_v2.reverse(
+            _wechat_config(merchant, client_certificate=True),
+            wechatpay_v2.ReverseRequest(transaction_id=payment.transaction_id, out_trade_no=payment.out_trade_no),
+            client=upstream_client,
+            timeouts=timeouts,
+        )
+    not_exist = wechatpay_v3_pay.ORDER_NOT_EXIST_CODES if _uses_v3(merchant) else ("ORDERNOTEXIST",)
+    missing = result.outcome is Outcome.REJECTED and result.code in not_exist
     return _answer(result, recall=result.recall, order_missing=missing)
 
 
@@ -429,6 +475,22 @@ def refund_submit(*, refund) -> Answer:
             timeouts=timeouts,
         )
         return _answer(result, refund_id=result.transaction_id)
+    if _uses_v3(merchant):
+        result = wechatpay_v3_pay.refund(
+            wechat_v3_config(merchant),
+            wechatpay_v3_pay.RefundRequest(
+                out_refund_no=refund.out_refund_no,
+                out_trade_no=payment.out_trade_no,
+                transaction_id=payment.transaction_id,
+                total=payment.total_fee,
+                refund=refund.refund_fee,
+                reason=refund.reason,
+            ),
+            client=upstream_client,
+            timeouts=timeouts,
+            clock=_timestamp,
+        )
+        return _answer(result, refund_id=result.refund_id)
     result = wechatpay_v2.refund(
         _wechat_config(merchant, client_certificate=True),
         wechatpay_v2.RefundRequest(
@@ -461,6 +523,16 @@ def refund_query(*, refund) -> Answer:
             timeouts=timeouts,
         )
         return _answer(result, refund_id=result.transaction_id)
+    if _uses_v3(merchant):
+        result = wechatpay_v3_pay.refund_query(
+            wechat_v3_config(merchant),
+            out_refund_no=refund.out_refund_no,
+            client=upstream_client,
+            timeouts=timeouts,
+            clock=_timestamp,
+        )
+        answer = _answer(result, refund_id=result.refund_id, order_missing=result.order_exists is False)
+        return Answer(**{**answer.__dict__, "code": result.status or result.code})
     result = wechatpay_v2.refundquery(
         _wechat_config(merchant),
         wechatpay_v2.RefundQueryRequest(out_refund_no=refund.out_refund_no),

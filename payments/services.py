@@ -50,6 +50,9 @@ WECHAT_CODE = re.compile(r"^1[0-5]\d{16}$")  # 18 digits starting 10-15
 ALIPAY_CODE = re.compile(r"^(2[5-9]|30)\d{14,22}$")  # 16-24 digits starting 25-30
 UNIONPAY_CODE = re.compile(r"^62\d{17}$")  # 19 digits starting 62
 FACE_CODE = re.compile(r"^[0-9A-Za-z_\-]{1,128}$")  # WeChat face_code: opaque, passed to micropay as auth_code
+# Channel codes the lifecycle acts on, in WeChat's v2 and v3 spellings (v3 renamed them; UMF's never match).
+_QUERY_AT_ONCE = frozenset({"SYSTEMERROR", "BANKERROR", "SYSTEM_ERROR", "BANK_ERROR"})
+_REFUND_BOUNCED = frozenset({"CHANGE", "ABNORMAL"})
 
 # Which status may follow which. ATTENTION is where a person takes over; they may settle it either way.
 TRANSITIONS: dict[str, set[str]] = {
@@ -366,9 +369,9 @@ def _apply_micropay_answer(payment: Payment, answer: Answer, events: list[Paymen
         payment.next_check_at = None
         _transition(payment, S.FAILED, actor=Actor.TERMINAL, batch=events)
     else:
-        # Unknown: the user may have been charged. SYSTEMERROR/BANKERROR → query now; USERPAYING → in ~5 s.
+        # Unknown: the user may have been charged. A system or bank error → query now; USERPAYING → in ~5 s.
         payment.err_code, payment.err_message = answer.code, answer.message
-        delay = 0 if answer.code in ("SYSTEMERROR", "BANKERROR") else settings.PAYMENT_QUERY_FIRST_DELAY
+        delay = 0 if answer.code in _QUERY_AT_ONCE else settings.PAYMENT_QUERY_FIRST_DELAY
         payment.next_check_at = now + _seconds(delay)
 
 
@@ -876,11 +879,12 @@ def _apply_refund_query(payment: Payment, refund: Refund, answer: Answer, now: d
     if answer.outcome is Outcome.SUCCESS:
         _refund_done(payment, refund)
     elif answer.outcome is Outcome.REJECTED:
-        if answer.code in ("REFUNDNOTEXIST",):
+        if answer.order_missing or answer.code == "REFUNDNOTEXIST":
             refund.status, refund.next_check_at = Refund.Status.PENDING, now  # resend with the same number
-        elif answer.code == "CHANGE":
+        elif answer.code in _REFUND_BOUNCED:
             refund.status, refund.next_check_at = Refund.Status.ATTENTION, None
-            refund.err_code, refund.err_message = answer.code, "The refund bounced (CHANGE); settle it by hand."
+            refund.err_code = answer.code
+            refund.err_message = f"The refund bounced ({answer.code}); settle it by hand."
         else:
             _refund_failed(payment, refund, answer)
     else:

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
 
-from payments import services
+from payments import platform_certificates, services
 from payments.models import UmpayNotification
 
 
@@ -45,6 +45,15 @@ def sweep() -> dict[str, int]:
                 task.delay(pk)
                 sent += 1
     return {"payments": len(payment_ids), "refunds": len(refund_ids), "sent": sent}
+
+
+@shared_task(name="payments.tasks.refresh_platform_certificates")
+def refresh_platform_certificates() -> dict[str, int]:
+    """Every PLATFORM_CERTIFICATE_CHECK_SECONDS: download the WeChat Pay platform certificates of every credentials
+    row that uses them and is due (never downloaded, PLATFORM_CERTIFICATE_REFRESH_SECONDS since the last download, or
+    failing). Each row is merged under its own lock, so overlapping runs both land; a run killed half-way is finished
+    by the next one."""
+    return platform_certificates.refresh_all()
 
 
 @shared_task(name="payments.tasks.prune_unverified_notifications")

@@ -51,6 +51,10 @@ ACTIONS: dict[str, Action] = {
         gettext_lazy("Channel credentials changed"),
         gettext_lazy("%(actor)s changed the channel credentials of %(owner)s"),
     ),
+    "credentials.platform_keys_refresh": Action(
+        gettext_lazy("WeChat Pay platform keys refreshed"),
+        gettext_lazy("%(actor)s refreshed the WeChat Pay platform keys of %(owner)s: %(result)s"),
+    ),
     "store.create": Action(
         gettext_lazy("Store created"), gettext_lazy("%(actor)s created store %(store)s for merchant %(merchant)s")
     ),
@@ -216,6 +220,8 @@ FIELDS: dict[str, str] = {
     "bill_date": gettext_lazy("Bill date"),
     "by_merchant": pgettext_lazy("audit", "Members erased per merchant"),
     "card_activated": gettext_lazy("Member card"),
+    "certificates_added": pgettext_lazy("audit", "Platform certificates added"),
+    "certificates_removed": pgettext_lazy("audit", "Expired platform certificates removed"),
     "changed": pgettext_lazy("audit", "Changes"),
     "client_id": gettext_lazy("Client ID"),
     "closes_at": gettext_lazy("Closes at"),
@@ -292,6 +298,7 @@ VALUE_KINDS: dict[str, dict[str, str]] = {
     "merchant.create": {"channel": "channel"},
     "merchant.status": {"from": "merchant_status", "to": "merchant_status"},
     "merchant.test_connection": {"result": "connection"},
+    "credentials.platform_keys_refresh": {"result": "platform_keys_refresh"},
     "staff.created": {"role": "role"},
     "staff.role_changed": {"from": "role", "to": "role"},
     "payment.refund": {"kind": "refund_kind"},
@@ -316,6 +323,11 @@ PORTAL_LABELS: dict[str, Mapping[str, str]] = {
         "INCONCLUSIVE": gettext_lazy("inconclusive"),
     },
     "payscore_sync": {"Order_Paid": gettext_lazy("Paid through another channel")},
+    "platform_keys_refresh": {
+        "OK": gettext_lazy("downloaded and verified"),
+        "FAILED": gettext_lazy("failed"),
+        "NO_CERTIFICATES": gettext_lazy("no certificates any more: the public key is used"),
+    },
 }
 
 

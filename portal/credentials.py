@@ -126,3 +126,18 @@ def generate_key_and_certificate(common_name: str, *, key_size: int = 2048) -> t
         .sign(key, hashes.SHA256())
     )
     return private_key_pem(key), certificate_pem(cert)
+
+
+def wechat_v3_configured(credentials) -> bool:
+    """Whether these `ChannelCredentials` can sign v3 requests and verify v3 answers: the APIv3 key, the merchant
+    API private key and its certificate serial, and a WeChat Pay platform certificate or platform public key (with
+    its id)."""
+    return bool(
+        credentials.wechat_api_v3_key
+        and credentials.wechat_private_key
+        and credentials.wechat_cert_serial
+        and (
+            credentials.wechat_platform_certificates
+            or (credentials.wechat_platform_public_key and credentials.wechat_platform_public_key_id)
+        )
+    )

@@ -216,6 +216,16 @@ class MerchantForm(forms.Form):
         required=False,
         help_text=_("Only if the merchant uses PayScore (direct WeChat Pay merchants only)."),
     )
+    wechat_api = forms.ChoiceField(
+        label=_("WeChat Pay API version"),
+        choices=Merchant.WechatApi.choices,
+        initial=Merchant.WechatApi.V2,
+        required=False,
+        help_text=_(
+            "Payments, queries, reversals and refunds of a WeChat merchant go over this API. v3 needs the APIv3 key, "
+            "the merchant API certificate and WeChat Pay platform keys."
+        ),
+    )
 
     def __init__(self, *args, providers=None, editing: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
@@ -230,7 +240,16 @@ class MerchantForm(forms.Form):
             self.order_fields(["provider", "name", "channel"])
 
     def service_values(self) -> dict[str, str]:
-        names = ("name", "appid", "mch_id", "sub_appid", "sub_mch_id", "umpay_acq_mer_id", "payscore_service_id")
+        names = (
+            "name",
+            "appid",
+            "mch_id",
+            "sub_appid",
+            "sub_mch_id",
+            "umpay_acq_mer_id",
+            "payscore_service_id",
+            "wechat_api",
+        )
         return {name: self.cleaned_data.get(name, "") for name in names}
 
 

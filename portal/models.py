@@ -52,6 +52,10 @@ class Merchant(models.Model):
         ACTIVE = "ACTIVE", _("Active")
         SUSPENDED = "SUSPENDED", _("Suspended")
 
+    class WechatApi(models.TextChoices):
+        V2 = "V2", _("API v2 (XML)")
+        V3 = "V3", _("API v3 (JSON)")
+
     provider = models.ForeignKey(
         ServiceProvider,
         verbose_name=_("service provider"),
@@ -78,6 +82,13 @@ class Merchant(models.Model):
     payscore_service_id = models.CharField(
         _("PayScore service_id"), max_length=32, blank=True, help_text="WeChat PayScore service_id (支付分服务ID)."
     )
+    wechat_api = models.CharField(
+        _("WeChat Pay API version"),
+        max_length=2,
+        choices=WechatApi.choices,
+        default=WechatApi.V2,
+        help_text="Which WeChat Pay API the payments and refunds of a WeChat merchant go over (authinfo stays v2).",
+    )
     webhook_event_types = models.JSONField(
         _("webhook event types"),
         default=list,
@@ -98,6 +109,7 @@ class Merchant(models.Model):
                 condition=Q(channel__in=["WECHAT_DIRECT", "WECHAT_PROVIDER", "UMPAY"]),
             ),
             models.CheckConstraint(name="merchant_status_valid", condition=Q(status__in=["ACTIVE", "SUSPENDED"])),
+            models.CheckConstraint(name="merchant_wechat_api_valid", condition=Q(wechat_api__in=["V2", "V3"])),
             # Service-provider channels are signed with the provider's credentials, so they need a provider.
             models.CheckConstraint(
                 name="merchant_provider_channel_has_provider",
@@ -181,6 +193,29 @@ class ChannelCredentials(models.Model):
         max_length=64,
         blank=True,
         help_text="Platform public key id (PUB_KEY_ID_…), sent as Wechatpay-Serial.",
+    )
+    # Kept by payments.platform_certificates, which downloads the platform certificates on a schedule.
+    wechat_platform_keys_refreshed_at = models.DateTimeField(
+        _("platform keys refreshed at"),
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="When the platform certificates were last downloaded and verified.",
+    )
+    wechat_platform_keys_error = models.CharField(
+        _("platform keys refresh error"),
+        max_length=200,
+        blank=True,
+        editable=False,
+        help_text="Why the last download of the platform certificates failed: a code and a short reason, never a "
+        "secret. Empty after a success.",
+    )
+    wechat_platform_keys_failing_since = models.DateTimeField(
+        _("platform keys failing since"),
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="The first of the downloads that failed since the last success. Empty after a success.",
     )
     umpay_private_key = EncryptedTextField(
         _("UMF private key"), blank=True, help_text="UMF private key (*.key.p8), signs requests."

@@ -14,6 +14,16 @@ urlpatterns = [
     path("merchants/<int:pk>/suspend", views.merchant_suspend, name="merchant_suspend"),
     path("merchants/<int:pk>/resume", views.merchant_resume, name="merchant_resume"),
     path("providers/<int:pk>/credentials/", views.provider_credentials, name="provider_credentials"),
+    path(
+        "merchants/<int:pk>/credentials/refresh-platform-keys",
+        views.merchant_refresh_platform_keys,
+        name="merchant_refresh_platform_keys",
+    ),
+    path(
+        "providers/<int:pk>/credentials/refresh-platform-keys",
+        views.provider_refresh_platform_keys,
+        name="provider_refresh_platform_keys",
+    ),
     path("stores/", views.store_list, name="store_list"),
     path("stores/new/", views.store_create, name="store_create"),
     path("stores/<int:pk>/", views.store_detail, name="store_detail"),

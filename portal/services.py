@@ -345,6 +345,7 @@ MERCHANT_FIELDS = (
     "sub_mch_id",
     "umpay_acq_mer_id",
     "payscore_service_id",
+    "wechat_api",
 )
 _APPID_PATTERN = re.compile(r"[0-9A-Za-z_]{1,32}")
 _MCH_ID_PATTERN = re.compile(r"[0-9]{1,32}")
@@ -405,8 +406,33 @@ def _merchant_duplicates(*, provider: ServiceProvider | None, values: Mapping[st
     return errors
 
 
-def _clean_merchant_values(values: Mapping[str, str]) -> dict[str, str]:
-    return {name: (values.get(name) or "").strip() for name in MERCHANT_FIELDS}
+def _clean_merchant_values(values: Mapping[str, str], *, merchant: Merchant | None = None) -> dict[str, str]:
+    """Stripped values; the WeChat API version left out stays what it is (v2 for a new merchant)."""
+    cleaned = {name: (values.get(name) or "").strip() for name in MERCHANT_FIELDS}
+    cleaned["wechat_api"] = cleaned["wechat_api"] or (merchant.wechat_api if merchant else Merchant.WechatApi.V2)
+    return cleaned
+
+
+def _wechat_api_error(*, channel: str, provider: ServiceProvider | None, merchant: Merchant | None, api: str):
+    """Why this merchant cannot go over `api`, or None. API v3 needs a WeChat channel and credentials that sign v3
+    requests and verify v3 answers (platform keys included: without them every answer would be unverifiable and
+    every payment end in a reversal)."""
+    if api not in Merchant.WechatApi.values:
+        return "Choose v2 or v3."
+    if api == Merchant.WechatApi.V2:
+        return None
+    if channel == Merchant.Channel.UMPAY:
+        return "UMF merchants have no WeChat Pay API version."
+    if channel == Merchant.Channel.WECHAT_DIRECT:
+        credentials = ChannelCredentials.objects.filter(merchant=merchant).first() if merchant else None
+    else:
+        credentials = ChannelCredentials.objects.filter(provider=provider).first() if provider else None
+    if credentials is None or not cred.wechat_v3_configured(credentials):
+        return (
+            "API v3 needs the APIv3 key, the merchant API private key and certificate, and WeChat Pay platform keys "
+            "(downloaded automatically once the others are entered, or a platform public key)."
+        )
+    return None
 
 
 @transaction.atomic
@@ -422,6 +448,8 @@ def merchant_create(
     cleaned = _clean_merchant_values(values)
     errors = _merchant_errors(channel=channel, provider=provider, values=cleaned)
     errors = {**_merchant_duplicates(provider=provider, values=cleaned), **errors}
+    if api_error := _wechat_api_error(channel=channel, provider=provider, merchant=None, api=cleaned["wechat_api"]):
+        errors.setdefault("wechat_api", api_error)
     if errors:
         raise InvalidInput("Some fields are invalid.", details=errors)
     try:
@@ -454,9 +482,15 @@ def merchant_update(
     """Change a merchant's name and upstream ids (not its channel or provider: those decide whose credentials
     sign its calls). Same per-channel rules as `merchant_create`."""
     merchant = Merchant.objects.select_for_update(of=("self",)).select_related("provider").get(pk=merchant.pk)
-    cleaned = _clean_merchant_values(values)
+    cleaned = _clean_merchant_values(values, merchant=merchant)
     errors = _merchant_errors(channel=merchant.channel, provider=merchant.provider, values=cleaned)
     errors = {**_merchant_duplicates(provider=merchant.provider, values=cleaned, exclude_pk=merchant.pk), **errors}
+    if cleaned["wechat_api"] != merchant.wechat_api and (
+        api_error := _wechat_api_error(
+            channel=merchant.channel, provider=merchant.provider, merchant=merchant, api=cleaned["wechat_api"]
+        )
+    ):
+        errors.setdefault("wechat_api", api_error)
     if errors:
         raise InvalidInput("Some fields are invalid.", details=errors)
     changes = {

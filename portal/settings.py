@@ -494,6 +494,18 @@ UMPAY_API_BASE = env.str(
     "UMPAY_API_BASE",
     default=f"{_sandbox_base}/umpay" if _sandbox_on else "http://provider.umfintech.com/entry-provider-plat-client",
 )
+# WeChat Pay platform certificates (docs/platform-keys.md): downloaded this often for every credentials row that uses
+# them (WeChat asks for less than 12 h, and publishes a new certificate before it signs with it), and a warning once
+# the newest expires within PLATFORM_CERTIFICATE_WARN_DAYS or refreshing has failed for two periods. The beat looks
+# every PLATFORM_CERTIFICATE_CHECK_SECONDS for rows that are due: never downloaded (new credentials get their
+# certificates within minutes, no one presses a button), last downloaded a period ago, or failing (tried again).
+PLATFORM_CERTIFICATE_REFRESH_SECONDS = env.int("PLATFORM_CERTIFICATE_REFRESH_SECONDS", default=6 * 3600)
+PLATFORM_CERTIFICATE_CHECK_SECONDS = env.int("PLATFORM_CERTIFICATE_CHECK_SECONDS", default=300)
+PLATFORM_CERTIFICATE_WARN_DAYS = env.int("PLATFORM_CERTIFICATE_WARN_DAYS", default=30)
+CELERY_BEAT_SCHEDULE["payments-refresh-platform-certificates"] = {
+    "task": "payments.tasks.refresh_platform_certificates",
+    "schedule": float(PLATFORM_CERTIFICATE_CHECK_SECONDS),
+}
 
 # --- Payment lifecycle (seconds; docs/architecture.md, "Payment states") ---
 UPSTREAM_CONNECT_TIMEOUT = env.float("UPSTREAM_CONNECT_TIMEOUT", default=3.0)

@@ -23,6 +23,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
 
 from portal import services, shown_once
@@ -198,10 +199,11 @@ def _credentials_page(request: HttpRequest, *, owner, form: CredentialsForm, don
         **({"provider": owner} if isinstance(owner, ServiceProvider) else {"merchant": owner})
     ).first()
     names = [name for name in CREDENTIAL_LABELS if name in form.fields]
+    platform_keys = _platform_key_status(existing) if "wechat_platform_certificates" in form.fields else None
     response = render(
         request,
         "portal/onboarding/credentials_form.html",
-        {**context, "form": form, "configured": _configured(existing, names)},
+        {**context, "form": form, "configured": _configured(existing, names), "platform_keys": platform_keys},
         status=400 if form.is_bound and form.errors else 200,
     )
     response["Cache-Control"] = "no-store"
@@ -221,27 +223,106 @@ def merchant_credentials(request: HttpRequest, pk: int) -> HttpResponse:
         owner=merchant,
         form=form,
         done_url=reverse("portal:merchant_detail", args=[merchant.pk]),
-        context={"merchant": merchant, "owner_name": merchant.name},
+        context={
+            "merchant": merchant,
+            "owner_name": merchant.name,
+            "refresh_url": reverse("portal:merchant_refresh_platform_keys", args=[merchant.pk]),
+        },
     )
+
+
+def _provider_for(request: HttpRequest, pk: int) -> ServiceProvider:
+    """The provider whose credentials the user may manage: their own (provider admins), any (platform superusers)."""
+    if request.user.is_superuser:
+        return get_object_or_404(ServiceProvider, pk=pk)
+    membership = membership_of(request.user)
+    if membership is None or not membership.is_provider_role or membership.provider_id != pk:
+        raise Http404  # another provider's page: as if it did not exist
+    require(request.user, Action.MANAGE_MERCHANTS)
+    return membership.provider
 
 
 @login_required
 def provider_credentials(request: HttpRequest, pk: int) -> HttpResponse:
-    if request.user.is_superuser:
-        provider = get_object_or_404(ServiceProvider, pk=pk)
-    else:
-        membership = membership_of(request.user)
-        if membership is None or not membership.is_provider_role or membership.provider_id != pk:
-            raise Http404  # another provider's page: as if it did not exist
-        provider = membership.provider
-        require(request.user, Action.MANAGE_MERCHANTS)
+    provider = _provider_for(request, pk)
     form = CredentialsForm(request.POST or None, request.FILES or None)
     return _credentials_page(
         request,
         owner=provider,
         form=form,
         done_url=reverse("portal:provider_credentials", args=[provider.pk]),
-        context={"provider": provider, "owner_name": provider.name},
+        context={
+            "provider": provider,
+            "owner_name": provider.name,
+            "refresh_url": reverse("portal:provider_refresh_platform_keys", args=[provider.pk]),
+        },
+    )
+
+
+# --- WeChat Pay platform keys ------------------------------------------------------------------------------------
+
+
+def _platform_key_status(credentials: ChannelCredentials | None):
+    """The "platform keys" section of the credentials page (payments.platform_certificates): mode, certificates,
+    public key id, last refresh; never a secret."""
+    from payments import platform_certificates
+
+    return platform_certificates.platform_key_status(credentials or ChannelCredentials())
+
+
+def _refresh_platform_keys(request: HttpRequest, *, owner, done_url: str) -> HttpResponse:
+    """Download the platform certificates now (audited as the user's), then back to the credentials page with what
+    came of it."""
+    from payments import platform_certificates
+
+    lookup = {"provider": owner} if isinstance(owner, ServiceProvider) else {"merchant": owner}
+    credentials = ChannelCredentials.objects.filter(**lookup).first()
+    outcome = platform_certificates.refresh(credentials, actor=request.user) if credentials is not None else None
+    if outcome is None or outcome.code == "NOT_CONFIGURED":
+        messages.error(
+            request,
+            _("Enter the APIv3 key, the merchant API private key and its certificate before refreshing."),
+        )
+    elif outcome.status == "SKIPPED":
+        messages.info(
+            request, _("Only the WeChat Pay public key is used: there are no platform certificates to download.")
+        )
+    elif outcome.status == "REFRESHED":
+        messages.success(
+            request,
+            ngettext(
+                "Platform keys refreshed: %(count)d certificate stored (%(added)d new, %(removed)d expired removed).",
+                "Platform keys refreshed: %(count)d certificates stored (%(added)d new, %(removed)d expired removed).",
+                len(outcome.serials),
+            )
+            % {"count": len(outcome.serials), "added": len(outcome.added), "removed": len(outcome.removed)},
+        )
+    else:
+        messages.error(
+            request,
+            _("The platform keys were not refreshed (%(code)s): %(reason)s The stored ones are unchanged.")
+            % {"code": outcome.code, "reason": platform_certificates.error_text(outcome.code)},
+        )
+    return redirect(done_url)
+
+
+@login_required
+@require_POST
+def merchant_refresh_platform_keys(request: HttpRequest, pk: int) -> HttpResponse:
+    merchant = _merchant_for(request, pk)
+    if merchant.channel != Merchant.Channel.WECHAT_DIRECT:
+        raise Http404  # signed with the provider's credentials: refreshed on the provider's page
+    return _refresh_platform_keys(
+        request, owner=merchant, done_url=reverse("portal:merchant_credentials", args=[merchant.pk])
+    )
+
+
+@login_required
+@require_POST
+def provider_refresh_platform_keys(request: HttpRequest, pk: int) -> HttpResponse:
+    provider = _provider_for(request, pk)
+    return _refresh_platform_keys(
+        request, owner=provider, done_url=reverse("portal:provider_credentials", args=[provider.pk])
     )
 
 

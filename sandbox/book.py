@@ -63,6 +63,11 @@ def china_time(moment: datetime, fmt: str) -> str:
 CHINA_TZ = umpay.CHINA_TZ
 
 
+def rfc3339(moment: datetime) -> str:
+    """China time with its offset, to the second, as WeChat's v3 APIs write times: 2026-01-02T03:04:05+08:00."""
+    return moment.astimezone(CHINA_TZ).isoformat(timespec="seconds")
+
+
 def localtime(moment: datetime) -> datetime:
     """China time, naive (as the channels' bills print it)."""
     return moment.astimezone(CHINA_TZ).replace(tzinfo=None)

@@ -8,11 +8,13 @@ Kinds (each chosen with equal chance when a call is picked):
 - `5xx`            answer HTTP 500 — half the time before processing (nothing happened), half after (it did).
 - `reset`          process the call, then drop the connection without an answer (under gunicorn the socket is shut
                    down; elsewhere the body is cut off mid-stream).
-- `bad_signature`  process the call, then answer with a signature that does not verify.
+- `bad_signature`  process the call, then answer with a signature that does not verify (v2 `sign`, UMF `signature`,
+                   v3 `Wechatpay-Signature`).
 - `delay`          wait up to `SANDBOX_CHAOS_DELAY_SECONDS` before processing, then answer normally.
 
-Applied by the v2 (micropay, orderquery, reverse, refund, refundquery) and UMF (micropay, queryOrder, cancelOrder,
-refund, refundQuery) endpoints after the request is authenticated, so a refused request is still refused. The
+Applied by the v2 (micropay, orderquery, reverse, refund, refundquery), v3 (codepay, query by out_trade_no, reverse,
+refunds and refund query, direct and partner) and UMF (micropay, queryOrder, cancelOrder, refund, refundQuery)
+endpoints after the request is authenticated, so a refused request is still refused. The
 sandbox's own order book stays the truth: `sandbox_ledger()` shows what really happened whatever the caller saw.
 """
 
@@ -87,7 +89,7 @@ def _server_error() -> HttpResponse:
     return HttpResponse("chaos: internal error", status=500, content_type="text/plain; charset=utf-8")
 
 
-def _drop_connection(request: HttpRequest) -> HttpResponse:
+def _drop_connection(request: HttpRequest, partial: bytes = b"<xml><return_code>") -> HttpResponse:
     sock = request.META.get("gunicorn.socket")
     if isinstance(sock, socket.socket):
         try:
@@ -100,7 +102,7 @@ def _drop_connection(request: HttpRequest) -> HttpResponse:
         return HttpResponse(b"", status=200)
 
     def truncated() -> Iterator[bytes]:
-        yield b"<xml><return_code>"
+        yield partial
         raise ConnectionResetError("chaos: connection reset")
 
     # The server (uvicorn, ASGI) aborts a response whose body raises without finishing the request, so Django would
@@ -108,7 +110,8 @@ def _drop_connection(request: HttpRequest) -> HttpResponse:
     from portal.db import release_connections
 
     release_connections()
-    return StreamingHttpResponse(truncated(), content_type="text/xml; charset=utf-8")
+    content_type = "text/xml; charset=utf-8" if partial.startswith(b"<") else "application/json"
+    return StreamingHttpResponse(truncated(), content_type=content_type)
 
 
 def _flip(text: str) -> str:
@@ -141,10 +144,24 @@ def spoil_umpay_signature(response: HttpResponse) -> HttpResponse:
     )
 
 
+def spoil_v3_signature(response: HttpResponse) -> HttpResponse:
+    """Same answer, Wechatpay-Signature altered (a v3 answer carries its signature in the headers). An unsigned answer
+    (a 401) stays as it is."""
+    signature = response.get("Wechatpay-Signature")
+    if signature:
+        response["Wechatpay-Signature"] = _flip(signature)
+    return response
+
+
 def apply(
-    request: HttpRequest, process: Callable[[], HttpResponse], *, spoil: Callable[[HttpResponse], HttpResponse]
+    request: HttpRequest,
+    process: Callable[[], HttpResponse],
+    *,
+    spoil: Callable[[HttpResponse], HttpResponse],
+    partial: bytes = b"<xml><return_code>",
 ) -> HttpResponse:
-    """Run `process` (the endpoint's real work) with this call's misbehaviour, if any."""
+    """Run `process` (the endpoint's real work) with this call's misbehaviour, if any. `partial`: the start of a
+    body a dropped connection sends before it is cut off, in the endpoint's format."""
     kind = pick()
     if kind is None:
         return process()
@@ -160,5 +177,5 @@ def apply(
         clock.sleep(scenarios.timeout_sleep_seconds())
         return response
     if kind == "reset":
-        return _drop_connection(request)
+        return _drop_connection(request, partial)
     return spoil(response)

@@ -19,7 +19,11 @@ def _reveal(value) -> str:
     return value.reveal() if value else ""
 
 
-def sandbox_connect_merchant(merchant: Merchant, *, uses_public_key: bool = False) -> None:
+def sandbox_connect_merchant(merchant: Merchant, *, uses_public_key: bool = False, key_mode: str | None = None) -> None:
+    """Register `merchant` (its provider, for a sub-merchant) and store what the sandbox hands back. `key_mode`
+    (CERTIFICATE, PUBLIC_KEY, TRANSITION; default from `uses_public_key`) is how the sandbox signs its v3 answers.
+    The platform certificates stored are every one /v3/certificates lists now, so connecting again after a rotation
+    hands the product the new one too."""
     credentials = signing_credentials_for(merchant)
     if credentials is None:
         raise ValueError(f"{merchant} has no channel credentials to register with the sandbox")
@@ -57,13 +61,16 @@ def sandbox_connect_merchant(merchant: Merchant, *, uses_public_key: bool = Fals
         api_v3_key=_reveal(credentials.wechat_api_v3_key),
         merchant_certificate_pem=_reveal(credentials.wechat_certificate),
         uses_public_key=uses_public_key,
+        key_mode=key_mode,
     )
     if merchant.channel == Merchant.Channel.WECHAT_PROVIDER:
         sandbox.sandbox_register_sub_merchant(provider_mch_id=mch_id, sub_mch_id=merchant.sub_mch_id)
     credentials_update(
         owner=owner,
         values={
-            "wechat_platform_certificates": registered.platform_certificate_pem,
+            "wechat_platform_certificates": "".join(
+                c.certificate_pem for c in sandbox.sandbox_platform_certificates(registered.mch_id)
+            ),
             "wechat_platform_public_key": registered.platform_public_key_pem,
             "wechat_platform_public_key_id": registered.platform_public_key_id,
         },

@@ -13,7 +13,19 @@ from portal.fields import EncryptedTextField
 
 
 class SandboxWechatMerchant(models.Model):
-    """A WeChat Pay merchant (or a service provider: the same record, with sub-merchants)."""
+    """A WeChat Pay merchant (or a service provider: the same record, with sub-merchants).
+
+    The platform_* fields are the key pair handed out at registration: its certificate (the first platform
+    certificate, also a SandboxWechatPlatformCertificate row) and the same key as the platform public key
+    (PUB_KEY_ID_…). Certificates issued later by rotation live only in `platform_certificates`; `key_mode` says which
+    kind of key signs this merchant's v3 answers and notifications (sandbox/platform_keys.py).
+    """
+
+    class KeyMode(models.TextChoices):
+        CERTIFICATE = "CERTIFICATE", "platform certificate (Wechatpay-Serial = certificate serial)"
+        PUBLIC_KEY = "PUBLIC_KEY", "platform public key (Wechatpay-Serial = PUB_KEY_ID_…)"
+        # A merchant moving between the two: WeChat signs each answer with either, and the header names which.
+        TRANSITION = "TRANSITION", "either, per answer"
 
     mch_id = models.CharField(max_length=32, unique=True, help_text="mch_id / mchid.")
     appid = models.CharField(max_length=32, help_text="appid bound to mch_id.")
@@ -21,13 +33,14 @@ class SandboxWechatMerchant(models.Model):
     api_v3_key = EncryptedTextField(help_text="APIv3 key (AEAD_AES_256_GCM for notification resources).")
     merchant_certificate_pem = models.TextField(help_text="Merchant API certificate: verifies v3 Authorization.")
     merchant_certificate_serial = models.CharField(max_length=64, help_text="serial_no in Authorization.")
-    platform_private_key_pem = EncryptedTextField(help_text="The sandbox's platform key for this merchant.")
-    platform_certificate_pem = models.TextField()
+    platform_private_key_pem = EncryptedTextField(
+        help_text="The platform public key's private half (and the registration certificate's)."
+    )
+    platform_certificate_pem = models.TextField(help_text="The certificate issued at registration.")
     platform_certificate_serial = models.CharField(max_length=64)
     platform_public_key_pem = models.TextField()
     platform_public_key_id = models.CharField(max_length=64, help_text="PUB_KEY_ID_… (platform public-key mode).")
-    # WeChat answers merchants that switched to the platform public key with Wechatpay-Serial = PUB_KEY_ID_….
-    uses_public_key = models.BooleanField(default=False)
+    key_mode = models.CharField(max_length=12, choices=KeyMode.choices, default=KeyMode.CERTIFICATE)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -35,8 +48,31 @@ class SandboxWechatMerchant(models.Model):
         return f"sandbox wechat {self.mch_id}"
 
     @property
-    def response_serial(self) -> str:
-        return self.platform_public_key_id if self.uses_public_key else self.platform_certificate_serial
+    def uses_public_key(self) -> bool:
+        return self.key_mode == self.KeyMode.PUBLIC_KEY
+
+
+class SandboxWechatPlatformCertificate(models.Model):
+    """One of a merchant's platform certificates. /v3/certificates lists those not expired; the sandbox signs with
+    the latest whose `signs_from` has come, so a rotation first publishes the new certificate and only later signs
+    with it, as WeChat does to let merchants download it in time."""
+
+    merchant = models.ForeignKey(SandboxWechatMerchant, on_delete=models.CASCADE, related_name="platform_certificates")
+    serial_no = models.CharField(max_length=64)
+    private_key_pem = EncryptedTextField()
+    certificate_pem = models.TextField()
+    effective_at = models.DateTimeField(help_text="effective_time in /v3/certificates.")
+    expires_at = models.DateTimeField(help_text="expire_time in /v3/certificates; no longer listed after it.")
+    signs_from = models.DateTimeField(help_text="When answers start being signed with this certificate.")
+    created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["merchant", "serial_no"], name="sandbox_platform_cert_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.merchant_id} platform certificate {self.serial_no}"
 
 
 class SandboxWechatSubMerchant(models.Model):
@@ -122,6 +158,7 @@ class SandboxWechatOrder(models.Model):
     state = models.CharField(max_length=12, choices=State.choices)
     scenario = models.CharField(max_length=40)
     openid = models.CharField(max_length=64, blank=True)
+    sub_openid = models.CharField(max_length=64, blank=True, help_text="The payer's openid under sub_appid, if sent.")
     created_at = models.DateTimeField()
     paid_at = models.DateTimeField(null=True, blank=True)
     # When a pending (USERPAYING) order reaches its scenario's final state; None = never by itself.

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from payments.gateways import wechatpay_v3
 
-from . import clock
+from . import clock, platform_keys
 from .models import SandboxNotification, SandboxWechatMerchant
 
 logger = logging.getLogger(__name__)
@@ -88,14 +88,7 @@ def _headers(notification: SandboxNotification) -> dict[str, str]:
     headers = dict(notification.headers)
     if notification.kind == SandboxNotification.Kind.WECHAT_V3:
         merchant = SandboxWechatMerchant.objects.get(mch_id=notification.signer_mch_id)
-        headers.update(
-            wechatpay_v3.sign_response(
-                notification.body,
-                serial=merchant.response_serial,
-                private_key=merchant.platform_private_key_pem.reveal(),
-                timestamp=int(clock.timestamp()),
-            )
-        )
+        headers.update(platform_keys.sign(merchant, notification.body))
     return headers
 
 

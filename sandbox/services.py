@@ -2,7 +2,8 @@
 the PayScore user, deliver owed notifications, and read the ledger.
 
 Registration hands back what the real service would give a merchant (platform certificate and public key, UMF's
-certificate); the product stores those in its ChannelCredentials like real ones.
+certificate); the product stores those in its ChannelCredentials like real ones. Platform certificates can then be
+rotated (`sandbox_rotate_platform_certificate`), as WeChat does before one expires.
 """
 
 from __future__ import annotations
@@ -17,16 +18,19 @@ from django.db import transaction
 from payments.gateways.keys import certificate_serial, load_public_key
 from portal.credentials import generate_key_and_certificate
 
-from . import book, identity, outbox, payscore
+from . import book, clock, identity, outbox, payscore, platform_keys
 from .models import (
     SandboxPayscoreOrder,
     SandboxScenarioPreset,
     SandboxUmpayIdentity,
     SandboxUmpayProvider,
     SandboxWechatMerchant,
+    SandboxWechatPlatformCertificate,
     SandboxWechatSubMerchant,
 )
 from .scenarios import parse
+
+KeyMode = SandboxWechatMerchant.KeyMode
 
 
 def _public_key_pem(certificate_pem: str) -> str:
@@ -46,12 +50,15 @@ def sandbox_register_wechat_merchant(
     api_v3_key: str,
     merchant_certificate_pem: str,
     uses_public_key: bool = False,
+    key_mode: str | None = None,
 ) -> SandboxWechatMerchant:
-    """Idempotent per mch_id: a second call updates keys and mode, the platform key pair stays.
+    """Idempotent per mch_id: a second call updates keys and mode, the platform keys stay.
 
-    `uses_public_key`: the merchant is in platform public-key mode, so v3 answers carry Wechatpay-Serial =
-    platform_public_key_id instead of the platform certificate serial (same key pair behind both).
+    The first registration makes one platform key pair, handed out both as the first platform certificate and as
+    the platform public key (PUB_KEY_ID_…). `key_mode` (SandboxWechatMerchant.KeyMode: CERTIFICATE, PUBLIC_KEY or
+    TRANSITION) says which signs v3 answers; without it, `uses_public_key` chooses PUBLIC_KEY or CERTIFICATE.
     """
+    mode = KeyMode(key_mode) if key_mode else (KeyMode.PUBLIC_KEY if uses_public_key else KeyMode.CERTIFICATE)
     serial = certificate_serial(merchant_certificate_pem)
     merchant = SandboxWechatMerchant.objects.select_for_update().filter(mch_id=mch_id).first()
     if merchant is None:
@@ -69,9 +76,47 @@ def sandbox_register_wechat_merchant(
     merchant.api_v3_key = api_v3_key
     merchant.merchant_certificate_pem = merchant_certificate_pem
     merchant.merchant_certificate_serial = serial
-    merchant.uses_public_key = uses_public_key
+    merchant.key_mode = mode
     merchant.save()
+    if not merchant.platform_certificates.exists():
+        platform_keys.add_certificate(
+            merchant,
+            private_key_pem=merchant.platform_private_key_pem.reveal(),
+            certificate_pem=merchant.platform_certificate_pem,
+            signs_from=clock.now(),
+        )
     return merchant
+
+
+def sandbox_platform_certificates(
+    mch_id: str, *, now: datetime | None = None
+) -> list[SandboxWechatPlatformCertificate]:
+    """The merchant's platform certificates /v3/certificates lists now (not expired), oldest first."""
+    return platform_keys.listed(SandboxWechatMerchant.objects.get(mch_id=mch_id), now)
+
+
+def sandbox_rotate_platform_certificate(
+    mch_id: str, *, switch_at: datetime | None = None, old_expire_at: datetime | None = None
+) -> SandboxWechatPlatformCertificate:
+    """Issue a new platform certificate: listed by /v3/certificates at once, signing answers from `switch_at`
+    (default: now + SANDBOX_PLATFORM_SWITCH_SECONDS, 60 s unless set); until then the old one signs. The old ones stay
+    listed until they expire, at `old_expire_at` if given (else five years after they were issued)."""
+    merchant = SandboxWechatMerchant.objects.get(mch_id=mch_id)
+    # A fresh common name per rotation: every certificate has its own key pair and serial.
+    number = merchant.platform_certificates.count() + 1
+    key_pem, cert_pem = generate_key_and_certificate(f"Sandbox WeChat Pay platform {mch_id} #{number}")
+    return platform_keys.rotate(
+        merchant,
+        private_key_pem=key_pem,
+        certificate_pem=cert_pem,
+        switch_at=switch_at,
+        old_expire_at=old_expire_at,
+    )
+
+
+def sandbox_expire_platform_certificate(mch_id: str, serial_no: str, *, at: datetime | None = None) -> None:
+    """Make one platform certificate expire at `at` (default now): it is no longer listed nor used to sign."""
+    platform_keys.expire(SandboxWechatMerchant.objects.get(mch_id=mch_id), serial_no, at=at)
 
 
 def sandbox_register_sub_merchant(*, provider_mch_id: str, sub_mch_id: str) -> SandboxWechatSubMerchant:

@@ -4,7 +4,7 @@ the bases the product's settings use: WECHATPAY_API_BASE=/sandbox/wechatpay, WEC
 
 from django.urls import path
 
-from . import robots, views_terminal, views_umpay, views_v2, views_v3
+from . import robots, views_terminal, views_umpay, views_v2, views_v3, views_v3_certificates, views_v3_pay
 
 app_name = "sandbox"
 
@@ -25,6 +25,35 @@ urlpatterns = [
         name="wx_payscore_action",
     ),
     path("wechatpay/v3/facemch/users/<str:face_sid>", views_v3.facemch_user, name="wx_facemch_user"),
+    path("wechatpay/v3/pay/transactions/codepay", views_v3_pay.codepay, name="wx_v3_codepay"),
+    path(
+        "wechatpay/v3/pay/transactions/out-trade-no/<str:out_trade_no>",
+        views_v3_pay.query,
+        name="wx_v3_query",
+    ),
+    path(
+        "wechatpay/v3/pay/transactions/out-trade-no/<str:out_trade_no>/reverse",
+        views_v3_pay.reverse,
+        name="wx_v3_reverse",
+    ),
+    path("wechatpay/v3/pay/partner/transactions/codepay", views_v3_pay.partner_codepay, name="wx_v3_partner_codepay"),
+    path(
+        "wechatpay/v3/pay/partner/transactions/out-trade-no/<str:out_trade_no>",
+        views_v3_pay.partner_query,
+        name="wx_v3_partner_query",
+    ),
+    path(
+        "wechatpay/v3/pay/partner/transactions/out-trade-no/<str:out_trade_no>/reverse",
+        views_v3_pay.partner_reverse,
+        name="wx_v3_partner_reverse",
+    ),
+    path("wechatpay/v3/refund/domestic/refunds", views_v3_pay.refunds, name="wx_v3_refunds"),
+    path(
+        "wechatpay/v3/refund/domestic/refunds/<str:out_refund_no>",
+        views_v3_pay.refund_query,
+        name="wx_v3_refund_query",
+    ),
+    path("wechatpay/v3/certificates", views_v3_certificates.certificates, name="wx_v3_certificates"),
     path("wechatpay/v3/bill/tradebill", views_v3.tradebill, name="wx_tradebill"),
     path("wechatpay/v3/billdownload/file", views_v3.billdownload, name="wx_billdownload"),
     # UMF

@@ -1,4 +1,6 @@
 """WeChat Pay API v2 stand-in (XML): get_wxpayface_authinfo, micropay, orderquery, reverse, refund, refundquery.
+The order book's rules (scenarios, repeats, reverse and refund conditions) are sandbox/wechat_trade.py's, shared
+with the v3 endpoints; this module speaks v2's words for them.
 
 Requests are checked like WeChat does: POST only, flat XML, known mch_id, appid bound to it, sub_mch_id registered
 under the provider, `sign` recomputed with the registered API v2 key and the declared `sign_type` (MD5 default).
@@ -16,7 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
@@ -25,9 +26,10 @@ from payments.gateways import wechatpay_v2 as v2
 
 from . import bills as bill_book
 from . import book, chaos, clock, identity, scenarios
+from . import wechat_trade as trade
 from .models import SandboxAuthinfo, SandboxWechatMerchant, SandboxWechatOrder, SandboxWechatRefund
 from .scenarios import Scenario
-from .services import preset_for
+from .wechat_trade import Refusal
 
 State = SandboxWechatOrder.State
 AUTHINFO_EXPIRES_IN = 3600
@@ -158,30 +160,13 @@ _MICROPAY_FAILURES = {
     Scenario.AUTHCODEEXPIRE: ("AUTHCODEEXPIRE", "二维码已过期，请用户在微信上刷新后再试"),
     Scenario.BANKERROR_NOT_PAID: ("BANKERROR", "银行系统异常"),
 }
-_PENDING = frozenset(
-    {
-        Scenario.USERPAYING_THEN_SUCCESS,
-        Scenario.USERPAYING_NEVER_PAID,
-        Scenario.USERPAYING_THEN_FAIL,
-        Scenario.ORDERQUERY_TIMEOUT,
-        Scenario.REVERSE_RECALL_ONCE,
-        Scenario.REVERSE_EXPIRE,
-    }
-)
-_SETTLING = frozenset({Scenario.USERPAYING_THEN_SUCCESS, Scenario.USERPAYING_THEN_FAIL, Scenario.ORDERQUERY_TIMEOUT})
-UNPAID_CLOSE_SECONDS = 45  # WeChat revokes a quick-pay order the user never paid 45 s after the call
-
-
-def _settles_at(scenario: Scenario, now):
-    if scenario in _SETTLING:
-        return now + timedelta(seconds=scenarios.settle_seconds())
-    if scenario == Scenario.USERPAYING_NEVER_PAID:
-        return now + timedelta(seconds=UNPAID_CLOSE_SECONDS)
-    return None
-
-
-_PAID_AT_ONCE = frozenset({Scenario.SUCCESS, Scenario.SYSTEMERROR_PAID, Scenario.MICROPAY_TIMEOUT_PAID})
-_APPLIES = _PENDING | _PAID_AT_ONCE | set(_MICROPAY_FAILURES)
+_REPEAT_ERRORS = {
+    Refusal.OUT_TRADE_NO_USED: ("OUT_TRADE_NO_USED", "商户订单号重复"),
+    Refusal.ORDER_PAID: ("ORDERPAID", "订单已支付"),
+    Refusal.ORDER_REVERSED: ("ORDERREVERSED", "订单已撤销"),
+    Refusal.ORDER_CLOSED: ("ORDERCLOSED", "订单已关闭"),
+    Refusal.USERPAYING: ("USERPAYING", "需要用户输入支付密码"),
+}
 
 
 def _paid_fields(order: SandboxWechatOrder) -> dict[str, object]:
@@ -202,31 +187,6 @@ def _paid_fields(order: SandboxWechatOrder) -> dict[str, object]:
     }
 
 
-def _micropay_answer(call: Call, order: SandboxWechatOrder) -> HttpResponse:
-    scenario = Scenario(order.scenario)
-    if scenario in _MICROPAY_FAILURES:
-        return _error(call, *_MICROPAY_FAILURES[scenario])
-    if order.state == State.USERPAYING:
-        return _error(call, "USERPAYING", "需要用户输入支付密码")
-    return _answer(call, {"result_code": "SUCCESS", **_paid_fields(order)})
-
-
-def _repeat_answer(call: Call, order: SandboxWechatOrder, total_fee: int) -> HttpResponse:
-    """The same out_trade_no again: WeChat never charges twice."""
-    book.settle_wechat(order)
-    if order.total_fee != total_fee:
-        return _error(call, "OUT_TRADE_NO_USED", "商户订单号重复")
-    if order.state in (State.SUCCESS, State.REFUND):
-        return _error(call, "ORDERPAID", "订单已支付")
-    if order.state == State.REVOKED:
-        return _error(call, "ORDERREVERSED", "订单已撤销")
-    if order.state == State.CLOSED:
-        return _error(call, "ORDERCLOSED", "订单已关闭")
-    if order.state == State.USERPAYING:
-        return _error(call, "USERPAYING", "需要用户输入支付密码")
-    return _error(call, "OUT_TRADE_NO_USED", "商户订单号重复")
-
-
 def _micropay(call: Call) -> HttpResponse:
     f = call.fields
     missing = [n for n in ("body", "out_trade_no", "total_fee", "spbill_create_ip", "auth_code") if not f.get(n)]
@@ -234,55 +194,32 @@ def _micropay(call: Call) -> HttpResponse:
         return _error(call, "PARAM_ERROR", "缺少参数" + ",".join(missing))
     if not f["total_fee"].isdigit() or int(f["total_fee"]) <= 0:
         return _error(call, "PARAM_ERROR", "total_fee参数错误")
-    total_fee = int(f["total_fee"])
     if not identity.is_wechat_payment_code(f["auth_code"]):
         return _error(call, "AUTH_CODE_INVALID", "请扫描微信支付授权码(以10、11、12、13、14、15开头的18位数字)")
-    # A repeated out_trade_no is found by the unique constraint when the order is inserted (below).
-    scenario = scenarios.resolve(
-        header=call.scenario_header,
-        preset=preset_for(f["out_trade_no"]),
-        amount=total_fee,
-        table=scenarios.WECHAT_AMOUNT_CODES,
-    )
-    if scenario not in _APPLIES:
-        raise scenarios.UnknownScenario(f"scenario {scenario} does not apply to WeChat micropay")
-    now = clock.now()
-    user = identity.user_of_code(f["auth_code"])
-    if scenario in _PAID_AT_ONCE:
-        state, paid_at = State.SUCCESS, now
-    elif scenario in _PENDING:
-        state, paid_at = State.USERPAYING, None
-    else:
-        state, paid_at = State.PAYERROR, None
     try:
-        with transaction.atomic():
-            order = SandboxWechatOrder.objects.create(
+        order = trade.pay(
+            trade.PayRequest(
                 mch_id=call.merchant.mch_id,
                 sub_mch_id=call.sub_mch_id,
-                appid=f.get("sub_appid") or call.merchant.appid,
+                appid=call.merchant.appid,
+                sub_appid=f.get("sub_appid", ""),
                 out_trade_no=f["out_trade_no"],
-                transaction_id=identity.wechat_transaction_id(),
-                total_fee=total_fee,
-                body=f["body"][:128],
-                attach=f.get("attach", "")[:127],
-                device_info=f.get("device_info", "")[:32],
-                state=state,
-                scenario=scenario.value,
-                openid=identity.openid_for(user, call.merchant.appid),
-                created_at=now,
-                paid_at=paid_at,
-                settles_at=_settles_at(scenario, now),
+                total_fee=int(f["total_fee"]),
+                body=f["body"],
+                attach=f.get("attach", ""),
+                device_info=f.get("device_info", ""),
+                auth_code=f["auth_code"],
+                scenario_header=call.scenario_header,
             )
-    except IntegrityError:
-        # The same out_trade_no again (a retry, or a concurrent duplicate): answer as for a repeat.
-        existing = SandboxWechatOrder.objects.get(
-            mch_id=call.merchant.mch_id, sub_mch_id=call.sub_mch_id, out_trade_no=f["out_trade_no"]
         )
-        return _repeat_answer(call, existing, total_fee)
-    if scenario == Scenario.MICROPAY_TIMEOUT_PAID:
-        # The charge is committed; the answer comes after the client has given up (unknown outcome).
-        clock.sleep(scenarios.timeout_sleep_seconds())
-    return _micropay_answer(call, order)
+    except trade.Refused as refused:
+        return _error(call, *_REPEAT_ERRORS[refused.reason])
+    failure = trade.pay_failure(order)
+    if failure is not None:
+        return _error(call, *_MICROPAY_FAILURES[failure])
+    if order.state == State.USERPAYING:
+        return _error(call, "USERPAYING", "需要用户输入支付密码")
+    return _answer(call, {"result_code": "SUCCESS", **_paid_fields(order)})
 
 
 micropay = _endpoint(_micropay, has_chaos=True)
@@ -291,45 +228,26 @@ micropay = _endpoint(_micropay, has_chaos=True)
 # --- orderquery / reverse ----------------------------------------------------------------------------------------
 
 
-def _find_order(call: Call, *, for_update: bool = False) -> SandboxWechatOrder | None:
-    orders = SandboxWechatOrder.objects.filter(mch_id=call.merchant.mch_id, sub_mch_id=call.sub_mch_id)
-    if for_update:
-        orders = orders.select_for_update()
-    if call.fields.get("transaction_id"):
-        return orders.filter(transaction_id=call.fields["transaction_id"]).first()
-    if call.fields.get("out_trade_no"):
-        return orders.filter(out_trade_no=call.fields["out_trade_no"]).first()
-    return None
-
-
-_TRADE_STATE_DESC = {
-    State.SUCCESS: "支付成功",
-    State.REFUND: "转入退款",
-    State.NOTPAY: "未支付",
-    State.CLOSED: "已关闭",
-    State.REVOKED: "已撤销（刷卡支付）",
-    State.USERPAYING: "用户支付中，需要输入密码",
-    State.PAYERROR: "支付失败",
-}
+def _order_keys(call: Call) -> dict[str, str]:
+    return {
+        "mch_id": call.merchant.mch_id,
+        "sub_mch_id": call.sub_mch_id,
+        "transaction_id": call.fields.get("transaction_id", ""),
+        "out_trade_no": call.fields.get("out_trade_no", ""),
+    }
 
 
 def _orderquery(call: Call) -> HttpResponse:
     if not (call.fields.get("transaction_id") or call.fields.get("out_trade_no")):
         return _error(call, "PARAM_ERROR", "transaction_id或out_trade_no必填")
-    with transaction.atomic():
-        order = _find_order(call, for_update=True)
-        if order is None:
-            return _error(call, "ORDERNOTEXIST", "此交易订单号不存在")
-        book.settle_wechat(order)
-        order.query_calls += 1
-        order.save(update_fields=["query_calls"])
-    if order.scenario == Scenario.ORDERQUERY_TIMEOUT and order.query_calls == 1:
-        clock.sleep(scenarios.timeout_sleep_seconds())
-        order = book.settle_wechat(SandboxWechatOrder.objects.get(pk=order.pk))
+    try:
+        order = trade.query(**_order_keys(call))
+    except trade.Refused:
+        return _error(call, "ORDERNOTEXIST", "此交易订单号不存在")
     fields: dict[str, object] = {
         "result_code": "SUCCESS",
         "trade_state": order.state,
-        "trade_state_desc": _TRADE_STATE_DESC[State(order.state)],
+        "trade_state_desc": trade.TRADE_STATE_DESC[State(order.state)],
         "out_trade_no": order.out_trade_no,
         "transaction_id": order.transaction_id,
         "total_fee": order.total_fee,
@@ -344,37 +262,23 @@ def _orderquery(call: Call) -> HttpResponse:
 
 orderquery = _endpoint(_orderquery, has_chaos=True)
 
+_REVERSE_ERRORS = {
+    Refusal.REVERSE_RETRY: ("SYSTEMERROR", "系统超时", "Y"),
+    Refusal.REVERSE_EXPIRED: ("REVERSE_EXPIRE", "订单无法撤销", "N"),
+    Refusal.REVERSE_REFUNDED: ("TRADE_ERROR", "订单已退款，不能撤销", "N"),
+    # WeChat's documents give no recall value for this refusal; Y — ask again — is what a merchant must do.
+    Refusal.REVERSE_USERPAYING: ("USERPAYING", "用户支付中", "Y"),
+}
+
 
 def _reverse(call: Call) -> HttpResponse:
     if not (call.fields.get("transaction_id") or call.fields.get("out_trade_no")):
         return _error(call, "PARAM_ERROR", "transaction_id或out_trade_no必填", recall="N")
-    with transaction.atomic():
-        order = _find_order(call, for_update=True)
-        if order is None:
-            # Nothing reached WeChat, so there is nothing to undo. (Doubtful: WeChat's exact answer for an unknown
-            # order is not documented; "reversed" is the answer that keeps the merchant's flow moving.)
-            return _answer(call, {"result_code": "SUCCESS", "recall": "N"})
-        book.settle_wechat(order)
-        order.reverse_calls += 1
-        order.save(update_fields=["reverse_calls"])
-        if order.scenario == Scenario.REVERSE_RECALL_ONCE and order.reverse_calls == 1:
-            return _error(call, "SYSTEMERROR", "系统超时", recall="Y")
-        if order.scenario == Scenario.REVERSE_EXPIRE:
-            return _error(call, "REVERSE_EXPIRE", "订单无法撤销", recall="N")
-        if order.created_at < clock.now() - timedelta(days=7):
-            return _error(call, "REVERSE_EXPIRE", "订单无法撤销", recall="N")
-        if order.refunds.exists():
-            return _error(call, "TRADE_ERROR", "订单已退款，不能撤销", recall="N")
-        if order.state == State.USERPAYING and order.settles_at is not None:
-            # WeChat refuses to reverse an order the user is still paying (用户正在支付中的订单不允许撤销): here, while
-            # the user is still paying in the scenarios whose paying ends by itself (paid, failed, or closed by
-            # WeChat after 45 s). WeChat's documents give no recall value for this refusal; Y — ask again — is what
-            # a merchant must do. (Scenarios 108/109 exist to test the reverse itself.)
-            return _error(call, "USERPAYING", "用户支付中", recall="Y")
-        if order.state not in (State.REVOKED, State.CLOSED):
-            order.reversed_after_payment = order.paid_at is not None
-            order.state, order.settles_at, order.reversed_at = State.REVOKED, None, clock.now()
-            order.save(update_fields=["state", "settles_at", "reversed_at", "reversed_after_payment"])
+    try:
+        trade.reverse(**_order_keys(call))
+    except trade.Refused as refused:
+        code, description, recall = _REVERSE_ERRORS[refused.reason]
+        return _error(call, code, description, recall=recall)
     return _answer(call, {"result_code": "SUCCESS", "recall": "N"})
 
 
@@ -398,6 +302,15 @@ def _refund_fields(order: SandboxWechatOrder, refund: SandboxWechatRefund) -> di
     }
 
 
+_REFUND_ERRORS = {
+    Refusal.ORDER_NOT_FOUND: ("ORDERNOTEXIST", "订单不存在"),
+    Refusal.REFUND_AMOUNT_CHANGED: ("PARAM_ERROR", "同一退款单号退款金额不一致"),
+    Refusal.REFUND_NOT_PAID: ("TRADE_STATE_ERROR", "订单状态错误"),
+    Refusal.REFUND_TOTAL_DIFFERS: ("PARAM_ERROR", "订单金额与原订单不一致"),
+    Refusal.REFUND_EXCEEDS: ("PARAM_ERROR", "累计退款金额大于支付金额"),
+}
+
+
 def _refund(call: Call) -> HttpResponse:
     f = call.fields
     missing = [n for n in ("out_refund_no", "total_fee", "refund_fee") if not f.get(n)]
@@ -405,38 +318,18 @@ def _refund(call: Call) -> HttpResponse:
         return _error(call, "PARAM_ERROR", "缺少参数" + ",".join(missing or ["transaction_id/out_trade_no"]))
     if not (f["total_fee"].isdigit() and f["refund_fee"].isdigit()) or int(f["refund_fee"]) <= 0:
         return _error(call, "PARAM_ERROR", "金额参数错误")
-    refund_fee = int(f["refund_fee"])
-    with transaction.atomic():
-        order = _find_order(call, for_update=True)
-        if order is None:
-            return _error(call, "ORDERNOTEXIST", "订单不存在")
-        book.settle_wechat(order)
-        existing = order.refunds.filter(out_refund_no=f["out_refund_no"]).first()
-        if existing is not None:
-            # Retrying with the same out_refund_no is how merchants settle an unknown refund answer.
-            if existing.refund_fee != refund_fee:
-                return _error(call, "PARAM_ERROR", "同一退款单号退款金额不一致")
-            return _answer(call, _refund_fields(order, existing))
-        if order.state not in (State.SUCCESS, State.REFUND):
-            return _error(call, "TRADE_STATE_ERROR", "订单状态错误")
-        if int(f["total_fee"]) != order.total_fee:
-            return _error(call, "PARAM_ERROR", "订单金额与原订单不一致")
-        already = sum(r.refund_fee for r in order.refunds.all())
-        if already + refund_fee > order.total_fee:
-            return _error(call, "PARAM_ERROR", "累计退款金额大于支付金额")
-        now = clock.now()
-        refund = SandboxWechatRefund.objects.create(
-            order=order,
-            out_refund_no=f["out_refund_no"],
-            refund_id=identity.wechat_refund_id(),
-            refund_fee=refund_fee,
-            state=SandboxWechatRefund.State.PROCESSING,
-            created_at=now,
-            succeeds_at=now + timedelta(seconds=scenarios.refund_seconds()),
+    try:
+        order, accepted = trade.refund(
+            trade.RefundRequest(
+                **_order_keys(call),
+                out_refund_no=f["out_refund_no"],
+                total_fee=int(f["total_fee"]),
+                refund_fee=int(f["refund_fee"]),
+            )
         )
-        order.state = State.REFUND
-        order.save(update_fields=["state"])
-    return _answer(call, _refund_fields(order, refund))
+    except trade.Refused as refused:
+        return _error(call, *_REFUND_ERRORS[refused.reason])
+    return _answer(call, _refund_fields(order, accepted))
 
 
 refund = _endpoint(_refund, has_chaos=True)

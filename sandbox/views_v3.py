@@ -1,16 +1,14 @@
 """WeChat Pay API v3 stand-in (JSON): PayScore service orders, facemch users and the trade bill (tradebill and its
 download_url; the bill is built by sandbox/bills.py, as for v2).
 
-Every request's Authorization is verified with the registered merchant certificate (serial, 300 s timestamp
-window, SHA256withRSA over the five-line message with the path exactly as sent). Every answer from a known merchant
-— errors included — is signed with the sandbox's platform key for that merchant; Wechatpay-Serial names the
-platform certificate, or the platform public-key id for merchants registered in public-key mode.
+Requests are authenticated and answers signed by sandbox/v3_http.py: every answer to a known merchant — errors
+included, and here also the 401 for a signature that does not verify — is signed with the merchant's platform key
+(sandbox/platform_keys.py: the certificate in force, the public key, or either in transition mode).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
@@ -23,12 +21,8 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 
-from payments.gateways import wechatpay_v3 as v3
-from payments.gateways.base import VerificationError
-from portal.terminal_auth import signed_paths
-
 from . import bills as bill_book
-from . import book, clock, identity, payscore, scenarios
+from . import book, clock, identity, payscore, scenarios, v3_http
 from .models import SandboxWechatMerchant
 from .payscore import PayscoreError
 from .scenarios import Scenario
@@ -39,78 +33,19 @@ _PAYSCORE_SCENARIOS = frozenset(
 )
 
 
-def _unsigned(status: int, code: str, message: str) -> HttpResponse:
-    body = json.dumps({"code": code, "message": message}, ensure_ascii=False)
-    return HttpResponse(body, status=status, content_type="application/json")
-
-
-def _signed(merchant: SandboxWechatMerchant, status: int, data: dict[str, Any]) -> HttpResponse:
-    body = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    response = HttpResponse(body, status=status, content_type="application/json")
-    headers = v3.sign_response(
-        body,
-        serial=merchant.response_serial,
-        private_key=merchant.platform_private_key_pem.reveal(),
-        timestamp=int(clock.timestamp()),
-    )
-    for name, value in headers.items():
-        response[name] = value
-    response["Request-ID"] = identity.random_token(24)
-    return response
-
-
-def _error(merchant: SandboxWechatMerchant, status: int, code: str, message: str) -> HttpResponse:
-    return _signed(merchant, status, {"code": code, "message": message})
-
-
-def _authenticate(request: HttpRequest) -> SandboxWechatMerchant | HttpResponse:
-    header = request.headers.get("Authorization", "")
-    try:
-        params = v3.parse_authorization(header)
-    except VerificationError as exc:
-        return _unsigned(401, "SIGN_ERROR", f"Authorization invalid: {exc}")
-    merchant = SandboxWechatMerchant.objects.filter(mch_id=params["mchid"]).first()
-    if merchant is None:
-        return _unsigned(403, "NO_AUTH", "商户信息不合法")
-    keys = {merchant.merchant_certificate_serial: merchant.merchant_certificate_pem}
-    error: VerificationError | None = None
-    for path in signed_paths(request):
-        try:
-            v3.verify_request_authorization(
-                header,
-                method=request.method or "GET",
-                path_with_query=path,
-                body=request.body,
-                merchant_keys=keys,
-                clock=clock.timestamp,
-            )
-            return merchant
-        except VerificationError as exc:
-            error = exc
-    return _error(merchant, 401, "SIGN_ERROR", f"签名错误: {error}")
-
-
-def _json_body(request: HttpRequest) -> dict[str, Any] | None:
-    try:
-        data = json.loads(request.body or b"{}")
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def _endpoint(methods: set[str]) -> Callable:
     def decorate(view: Callable[..., HttpResponse]) -> Callable:
         @csrf_exempt
         def wrapper(request: HttpRequest, **kwargs: str) -> HttpResponse:
             if request.method not in methods:
-                return _unsigned(405, "METHOD_NOT_ALLOWED", "method not allowed")
-            merchant = _authenticate(request)
+                return v3_http.unsigned(405, "METHOD_NOT_ALLOWED", "method not allowed")
+            merchant = v3_http.authenticate(request)
             if isinstance(merchant, HttpResponse):
                 return merchant
             try:
                 return view(request, merchant, **kwargs)
             except PayscoreError as exc:
-                return _error(merchant, exc.status, exc.code, exc.message)
+                return v3_http.error(merchant, exc.status, exc.code, exc.message)
 
         wrapper.__name__ = view.__name__
         return wrapper
@@ -146,12 +81,12 @@ def serviceorder(request: HttpRequest, merchant: SandboxWechatMerchant) -> HttpR
         order = payscore.find(merchant.mch_id, out_order_no=out_order_no, query_id=query_id)
         if order.service_id != request.GET["service_id"]:
             raise PayscoreError(404, "ORDER_NOT_EXIST", "order does not exist")
-        return _signed(merchant, 200, payscore.as_dict(order))
-    body = _json_body(request)
+        return v3_http.signed(merchant, 200, payscore.as_dict(order))
+    body = v3_http.json_body(request)
     if body is None:
         raise PayscoreError(400, "PARAM_ERROR", "body is not a JSON object")
     scenario = _payscore_scenario(request, str(body.get("out_order_no", "")))
-    return _signed(merchant, 200, payscore.create(merchant, body, scenario=scenario))
+    return v3_http.signed(merchant, 200, payscore.create(merchant, body, scenario=scenario))
 
 
 _ACTIONS: dict[str, Callable[[Any, dict[str, Any]], dict[str, Any]]] = {
@@ -168,13 +103,13 @@ def serviceorder_action(
 ) -> HttpResponse:
     handler = _ACTIONS.get(action)
     if handler is None:
-        return _error(merchant, 404, "NOT_FOUND", "unknown action")
-    body = _json_body(request)
+        return v3_http.error(merchant, 404, "NOT_FOUND", "unknown action")
+    body = v3_http.json_body(request)
     if body is None:
         raise PayscoreError(400, "PARAM_ERROR", "body is not a JSON object")
     with transaction.atomic():
         order = payscore.find(merchant.mch_id, out_order_no=out_order_no, for_update=True)
-        return _signed(merchant, 200, handler(order, body))
+        return v3_http.signed(merchant, 200, handler(order, body))
 
 
 @_endpoint({"GET"})
@@ -197,7 +132,7 @@ def facemch_user(request: HttpRequest, merchant: SandboxWechatMerchant, face_sid
     data = {"union_id": identity.union_id_for(user), "openid": identity.openid_for(user, appid)}
     if sub_appid:
         data["sub_openid"] = identity.openid_for(user, sub_appid)
-    return _signed(merchant, 200, data)
+    return v3_http.signed(merchant, 200, data)
 
 
 # --- trade bill (申请交易账单 / 下载账单) ------------------------------------------------------------------------
@@ -247,7 +182,7 @@ def tradebill(request: HttpRequest, merchant: SandboxWechatMerchant) -> HttpResp
         salt=_BILL_TOKEN_SALT,
     )
     url = request.build_absolute_uri(reverse("sandbox:wx_billdownload")) + "?token=" + quote(token, safe="")
-    return _signed(
+    return v3_http.signed(
         merchant,
         200,
         {

@@ -19,7 +19,7 @@ from payments.models import Payment
 from payments.terminal_client import TerminalClient
 from portal import credentials as cred
 from portal.models import Merchant
-from portal.services import credentials_update
+from portal.services import MERCHANT_FIELDS, credentials_update, merchant_update
 from sandbox import services as sandbox_services
 from sandbox.connect import sandbox_connect_merchant
 from tests.factories import MerchantFactory, ServiceProviderFactory, StoreFactory, make_device
@@ -102,6 +102,10 @@ def _make_merchant(channel: str) -> Merchant:
     return merchant
 
 
+def _merchant_values(merchant: Merchant) -> dict[str, str]:
+    return {name: getattr(merchant, name) for name in MERCHANT_FIELDS}
+
+
 @pytest.fixture
 def make_shop(db, wsgi_transport, monkeypatch, settings):
     monkeypatch.setattr(sandbox_services, "generate_key_and_certificate", cached_key_and_certificate)
@@ -121,9 +125,14 @@ def make_shop(db, wsgi_transport, monkeypatch, settings):
     settings.PUBLIC_BASE_URL = "http://testserver"
     clients = []
 
-    def make(channel: str = Merchant.Channel.WECHAT_DIRECT) -> Shop:
+    def make(channel: str = Merchant.Channel.WECHAT_DIRECT, wechat_api: str = Merchant.WechatApi.V2) -> Shop:
         merchant = _make_merchant(channel)
         sandbox_connect_merchant(merchant)
+        if wechat_api != merchant.wechat_api:
+            merchant_update(
+                merchant=merchant, values={**_merchant_values(merchant), "wechat_api": wechat_api}, actor=None
+            )
+            merchant.refresh_from_db()
         device, secret = make_device(StoreFactory(merchant=merchant))
         terminal = TerminalClient(
             "http://testserver",

@@ -271,6 +271,53 @@ def test_edit_merchant_is_audited_and_validated(client, world):
     assert AuditLog.objects.get(action="merchant.update").details["mch_id"]["to"] == "1900000999"
 
 
+def test_switching_to_api_v3_needs_v3_credentials_and_is_shown(client, world):
+    user = as_user(client, world["p1_admin"])
+    merchant = world["a"]
+    fields = {"name": merchant.name, "appid": merchant.appid, "mch_id": merchant.mch_id}
+    key_pem, cert_pem = cached_key_and_certificate("switch-v3")
+    _platform_key, platform_cert = cached_key_and_certificate("switch-v3-platform")
+    credentials_update(
+        owner=merchant,
+        values={"wechat_api_v3_key": "v3key-0123456789abcdefghijklmnop", "wechat_private_key": key_pem,
+                "wechat_certificate": cert_pem},
+        actor=None,
+        actor_label="test",
+    )  # fmt: skip
+
+    refused = user.post(url("merchant_edit", merchant.pk), {**fields, "wechat_api": "V3"})
+    assert "wechat_api" in refused.context["form"].errors  # no platform key yet: nothing is changed
+    assert Merchant.objects.get(pk=merchant.pk).wechat_api == "V2"
+    credentials_update(
+        owner=merchant, values={"wechat_platform_certificates": platform_cert}, actor=None, actor_label="test"
+    )
+    assert user.post(url("merchant_edit", merchant.pk), {**fields, "wechat_api": "V3"}).status_code == 302
+
+    assert Merchant.objects.get(pk=merchant.pk).wechat_api == "V3"
+    assert AuditLog.objects.get(action="merchant.update").details["wechat_api"] == {"from": "V2", "to": "V3"}
+    user.post(url("merchant_edit", merchant.pk), {**fields, "name": "Merchant A3"})  # the version left out: kept
+    assert Merchant.objects.get(pk=merchant.pk).wechat_api == "V3"
+    chinese = as_user(client, world["p1_admin"], language="zh-hans")
+    assert "API v3（JSON）" in chinese.get(url("merchant_detail", merchant.pk)).content.decode()
+    assert "API v3（JSON）" in chinese.get(url("merchant_list")).content.decode()
+
+
+def test_a_umf_merchant_cannot_be_put_on_wechat_api_v3(world):
+    from portal.errors import InvalidInput
+    from portal.services import merchant_create
+
+    with pytest.raises(InvalidInput) as refused:
+        merchant_create(
+            provider=ServiceProviderFactory(umpay_acq_sp_id="Y471790403"),
+            channel=Merchant.Channel.UMPAY,
+            values={"name": "UMF", "umpay_acq_mer_id": "41509208", "wechat_api": "V3"},
+            actor=None,
+            actor_label="test",
+        )
+    assert set(refused.value.details) == {"wechat_api"}
+    assert not Merchant.objects.filter(name="UMF").exists()
+
+
 def test_suspend_and_resume_need_confirmation_and_are_audited(client, world):
     user = as_user(client, world["p1_admin"])
 

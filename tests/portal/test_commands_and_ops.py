@@ -59,8 +59,9 @@ def test_rotate_and_disable_commands(device_and_secret):
 def test_seed_demo_is_idempotent():
     first = run("seed_demo")
     second = run("seed_demo")
-    assert Merchant.objects.count() == 2
-    assert Device.objects.count() == 2
+    assert Merchant.objects.count() == 3  # WeChat direct (API v2), UMF, a provider's sub-merchant on API v3
+    assert Merchant.objects.get(name__contains="Demo Books").wechat_api == Merchant.WechatApi.V3
+    assert Device.objects.count() == 3
     # The demo device's secret stays the same across runs, so the printed credentials keep working.
     assert (
         first.split("DEMO-DEVICE-01")[1].split("secret ")[1].split()[0]

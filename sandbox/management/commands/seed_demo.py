@@ -20,6 +20,7 @@ DEMO_PASSWORD = "demo-pass-2026"
 DEMO_TOTP_KEY = "64656d6f2d6f6e6c792d746f74702d6b65792d31"
 DEMO_DEVICE_ID = "DEMO-DEVICE-01"
 DEMO_UMPAY_DEVICE_ID = "DEMO-UMF-DEVICE-01"
+DEMO_V3_DEVICE_ID = "DEMO-V3-DEVICE-01"
 DEMO_ROBOT_NAME = "演示运营群 Demo operations group"
 
 
@@ -101,6 +102,16 @@ class Command(BaseCommand):
             name="演示面馆 Demo Noodles",
             defaults={"provider": provider, "channel": Merchant.Channel.UMPAY, "umpay_acq_mer_id": "41509208"},
         )
+        # A sub-merchant of the provider whose payments go over WeChat Pay API v3 (the provider's credentials sign).
+        books, _ = Merchant.objects.get_or_create(
+            name="演示书店 Demo Books",
+            defaults={
+                "provider": provider,
+                "channel": Merchant.Channel.WECHAT_PROVIDER,
+                "sub_mch_id": "1900000109",
+                "wechat_api": Merchant.WechatApi.V3,
+            },
+        )
         for owner in (direct, provider):
             if not ChannelCredentials.objects.filter(**{"merchant" if owner is direct else "provider": owner}).exists():
                 key_pem, cert_pem = cred.generate_key_and_certificate(f"demo {owner.pk}")
@@ -119,7 +130,7 @@ class Command(BaseCommand):
             # The sandbox plays WeChat Pay and UMF: exchange keys with it as an operator would with the real ones.
             from sandbox.connect import sandbox_connect_merchant
 
-            for merchant in (direct, umf):
+            for merchant in (direct, umf, books):
                 sandbox_connect_merchant(merchant)
 
         store, _ = Store.objects.get_or_create(
@@ -138,8 +149,17 @@ class Command(BaseCommand):
             store_id="BJ-HD-001",
             defaults={"name": "海淀中关村店", "address": "北京市海淀区中关村", "area_code": "110108"},
         )
+        books_store, _ = Store.objects.get_or_create(
+            merchant=books,
+            store_id="SZ-FT-001",
+            defaults={"name": "福田中心书店", "address": "深圳市福田区福华路", "area_code": "440304"},
+        )
         devices = []
-        for device_id, device_store in ((DEMO_DEVICE_ID, store), (DEMO_UMPAY_DEVICE_ID, umf_store)):
+        for device_id, device_store in (
+            (DEMO_DEVICE_ID, store),
+            (DEMO_UMPAY_DEVICE_ID, umf_store),
+            (DEMO_V3_DEVICE_ID, books_store),
+        ):
             device = Device.objects.filter(device_id=device_id).first()
             if device is None:
                 device, _secret = services.device_register(
@@ -196,7 +216,8 @@ class Command(BaseCommand):
             "  Try a payment:  .venv/bin/python manage.py terminal_simulate --device DEMO-DEVICE-01 --amount 1234\n"
             "  A slow one:     .venv/bin/python manage.py terminal_simulate --device DEMO-DEVICE-01 "
             "--scenario USERPAYING_THEN_SUCCESS\n"
-            "  Through UMF:    .venv/bin/python manage.py terminal_simulate --device DEMO-UMF-DEVICE-01 --amount 800"
+            "  Through UMF:    .venv/bin/python manage.py terminal_simulate --device DEMO-UMF-DEVICE-01 --amount 800\n"
+            "  Over API v3:    .venv/bin/python manage.py terminal_simulate --device DEMO-V3-DEVICE-01 --amount 2500"
         )
         self.stdout.write(
             "  Alerts: /alerts/ in the console; what the demo group's robot received: /sandbox/robots/messages"
