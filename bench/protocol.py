@@ -152,18 +152,12 @@ class _V3Answer:
         }
 
 
-def v3_pay_ours_stored(private_pem: str, answer: _V3Answer) -> Callable[[], object]:
-    """The codepay as payments.channels makes it: the merchant's config built from its credentials row as read from
-    the database (keys still sealed, decrypted on use), every call."""
+def _ours_call(answer: _V3Answer) -> tuple:
+    """(an httpx client whose transport gives `answer`, the codepay request, a clock at the answer's time)."""
     import httpx
 
-    from payments import channels
     from payments.gateways import wechatpay_v3_pay as pay
-    from portal.fields import Secret, encrypt
-    from portal.models import ChannelCredentials, Merchant
 
-    merchant = Merchant(channel=Merchant.Channel.WECHAT_DIRECT, mch_id=V3_MCHID, appid=V3_APPID)
-    sealed_key, sealed_v3_key = encrypt(private_pem), encrypt("0123456789abcdef0123456789abcdef")
     client = httpx.Client(
         transport=httpx.MockTransport(lambda request: httpx.Response(200, headers=answer.headers, content=answer.body))
     )
@@ -176,7 +170,21 @@ def v3_pay_ours_stored(private_pem: str, answer: _V3Answer) -> Callable[[], obje
         device_id="DEMO-DEVICE-01",
         store_id="SZ-NS-001",
     )
-    clock = lambda: float(answer.timestamp)  # noqa: E731
+    return client, request, lambda: float(answer.timestamp)
+
+
+def v3_pay_ours_stored(private_pem: str, answer: _V3Answer) -> Callable[[], object]:
+    """The codepay as payments.channels makes it: the merchant's config built from its credentials row as read from
+    the database (keys still sealed, decrypted on use), every call."""
+
+    from payments import channels
+    from payments.gateways import wechatpay_v3_pay as pay
+    from portal.fields import Secret, encrypt
+    from portal.models import ChannelCredentials, Merchant
+
+    merchant = Merchant(channel=Merchant.Channel.WECHAT_DIRECT, mch_id=V3_MCHID, appid=V3_APPID)
+    sealed_key, sealed_v3_key = encrypt(private_pem), encrypt("0123456789abcdef0123456789abcdef")
+    client, request, clock = _ours_call(answer)
 
     def codepay() -> bool:
         credentials = ChannelCredentials(
@@ -195,7 +203,6 @@ def v3_pay_ours_stored(private_pem: str, answer: _V3Answer) -> Callable[[], obje
 
 
 def v3_pay_ours(private_pem: str, answer: _V3Answer, call: str) -> Callable[[], object]:
-    import httpx
 
     from payments.gateways import wechatpay_v3_pay as pay
     from payments.gateways.keys import load_public_key
@@ -210,19 +217,7 @@ def v3_pay_ours(private_pem: str, answer: _V3Answer, call: str) -> Callable[[], 
         api_v3_key="0123456789abcdef0123456789abcdef",
         platform_keys={PLATFORM_KEY_ID: public_key},
     )
-    client = httpx.Client(
-        transport=httpx.MockTransport(lambda request: httpx.Response(200, headers=answer.headers, content=answer.body))
-    )
-    request = pay.CodepayRequest(
-        out_trade_no=V3_ORDER,
-        total=1234,
-        description="image形象店-深圳腾大-QQ公仔",
-        auth_code="134567890123456789",
-        device_ip="127.0.0.1",
-        device_id="DEMO-DEVICE-01",
-        store_id="SZ-NS-001",
-    )
-    clock = lambda: float(answer.timestamp)  # noqa: E731
+    client, request, clock = _ours_call(answer)
 
     def codepay() -> bool:
         assert pay.codepay(config, request, client=client, clock=clock).is_success
