@@ -453,12 +453,14 @@ def test_refreshing_is_failing_once_two_periods_passed_without_a_success(wechat,
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_refresh_merges_under_the_rows_lock_what_another_worker_wrote_meanwhile(requires_postgres, wechat):
-    """The download happens outside the lock; the merge waits for the row and re-reads it, so a certificate another
-    worker stored while this one waited is kept, not overwritten."""
+def test_a_refresh_applies_under_the_rows_lock_to_what_another_writer_stored_meanwhile(requires_postgres, wechat):
+    """The download happens outside the lock; applying it waits for the row and re-reads it: what it reports as
+    added and removed is measured against what is stored by then (a certificate someone pasted meanwhile, not listed
+    by WeChat, is reported removed), and what the other writer changed besides the certificates (the public key
+    entered at the same moment) is kept, not overwritten."""
     current, theirs, ours = platform_certificate(1000), platform_certificate(1500), platform_certificate(2000)
     credentials = wechat_credentials(MerchantFactory(), wechat, certificates=[current])
-    wechat.listed, wechat.signer = [ours], current
+    wechat.listed, wechat.signer = [current, ours], current
     downloaded, results = threading.Event(), []
     wechat.before_answer = downloaded.set
 
@@ -469,15 +471,17 @@ def test_a_refresh_merges_under_the_rows_lock_what_another_worker_wrote_meanwhil
             connection.close()
 
     with transaction.atomic():
-        row = ChannelCredentials.objects.select_for_update().get(pk=credentials.pk)  # another worker's merge
+        row = ChannelCredentials.objects.select_for_update().get(pk=credentials.pk)  # another writer
         thread = threading.Thread(target=worker)
         thread.start()
         assert downloaded.wait(10)
         time.sleep(0.5)
-        assert thread.is_alive(), "the merge must wait for the row's lock"
+        assert thread.is_alive(), "the refresh must wait for the row's lock"
         row.wechat_platform_certificates += theirs.cert_pem
-        row.save(update_fields=["wechat_platform_certificates"])
+        row.wechat_platform_public_key_id = PUB_KEY_ID
+        row.save(update_fields=["wechat_platform_certificates", "wechat_platform_public_key_id"])
     thread.join(10)
 
-    assert [r.status for r in results] == ["REFRESHED"]
-    assert stored_serials(credentials) == [ours.serial, theirs.serial, current.serial]
+    assert [(r.status, r.added, r.removed) for r in results] == [("REFRESHED", [ours.serial], [theirs.serial])]
+    assert stored_serials(credentials) == [ours.serial, current.serial]
+    assert credentials.wechat_platform_public_key_id == PUB_KEY_ID
