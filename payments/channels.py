@@ -129,6 +129,11 @@ def wechat_v3_config(
         }
     else:
         ids = {"mchid": merchant.mch_id, "appid": merchant.appid}
+    return v3_config_of(credentials, **ids)
+
+
+def v3_config_of(credentials: ChannelCredentials, **ids: str) -> wechatpay_v3.WechatPayV3Config:
+    """The API v3 config of these credentials for the merchant ids given (mchid, appid[, sub_mchid, sub_appid])."""
     return wechatpay_v3.WechatPayV3Config(
         **ids,
         merchant_private_key_pem=_reveal(credentials.wechat_private_key),

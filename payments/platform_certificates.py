@@ -92,10 +92,6 @@ def _now() -> datetime:
     return datetime.fromtimestamp(channels._timestamp(), UTC)
 
 
-def _reveal(value) -> str:
-    return value.reveal() if value else ""
-
-
 def _has_public_key(credentials: ChannelCredentials) -> bool:
     return bool(credentials.wechat_platform_public_key and credentials.wechat_platform_public_key_id)
 
@@ -141,15 +137,7 @@ def v3_config(credentials: ChannelCredentials) -> wechatpay_v3.WechatPayV3Config
     certificates are the provider's, whichever sub-merchant there is). No sub_mchid: the certificates are the
     mchid's."""
     mchid, appid = _ids(credentials)
-    return wechatpay_v3.WechatPayV3Config(
-        mchid=mchid,
-        appid=appid,
-        merchant_private_key_pem=_reveal(credentials.wechat_private_key),
-        merchant_serial_no=credentials.wechat_cert_serial,
-        api_v3_key=_reveal(credentials.wechat_api_v3_key),
-        platform_keys=channels.platform_keys(credentials),
-        base_url=settings.WECHATPAY_API_BASE,
-    )
+    return channels.v3_config_of(credentials, mchid=mchid, appid=appid)
 
 
 # --- the stored certificates --------------------------------------------------------------------------------------
