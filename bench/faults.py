@@ -466,9 +466,10 @@ def payments_by_api() -> str:
 def unknown_serial_refusals() -> int:
     """Upstream answers the product refused because it did not know the signing serial (chaos spoils signatures, it
     never changes the serial: any of these is a platform key the product failed to keep current)."""
+    from payments.gateways.wechatpay_v3 import UNKNOWN_SERIAL
     from payments.models import PaymentEvent
 
-    return PaymentEvent.objects.filter(code="BAD_SIGNATURE", message__icontains="unknown Wechatpay-Serial").count()
+    return PaymentEvent.objects.filter(code="BAD_SIGNATURE", message=UNKNOWN_SERIAL).count()
 
 
 def supervise(cluster: Cluster, stats: Stats) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 from django.conf import settings
+from django.core.cache import cache
 
 from payments.gateways import umpay, wechatpay_v2, wechatpay_v3, wechatpay_v3_pay
 from payments.gateways.base import GatewayResult, Outcome
@@ -25,12 +26,14 @@ from payments.gateways.http import Timeouts
 from portal import metrics
 from portal.credentials import wechat_v3_configured
 from portal.errors import ChannelBusy, DomainError, InvalidState
+from portal.jobs import enqueue_on_commit
 from portal.models import ChannelCredentials, Device, Merchant
 from portal.selectors import signing_credentials_for
 
 logger = logging.getLogger(__name__)
 
 NOT_CONFIGURED = "CHANNEL_NOT_CONFIGURED"  # the merchant has no credentials: raised before any request is built
+REFRESH_PLATFORM_KEYS_TASK = "payments.tasks.refresh_platform_certificates_of"
 
 # Tests and the benchmark route upstream calls through an in-process transport by replacing this; None means each
 # gateway's own shared client (and the per-certificate mutual-TLS client for secapi calls).
@@ -264,6 +267,8 @@ def _metered(api: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
                 result = call(**kwargs)
                 answer = result[1] if isinstance(result, tuple) else result
                 outcome, code = answer.outcome.value, answer.code
+                if code == "BAD_SIGNATURE" and answer.message == wechatpay_v3.UNKNOWN_SERIAL:
+                    _refresh_platform_keys_soon(merchant)
                 return result
             finally:
                 seconds = time.perf_counter() - started
@@ -273,6 +278,17 @@ def _metered(api: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         return metered
 
     return decorate
+
+
+def _refresh_platform_keys_soon(merchant: Merchant) -> None:
+    """A WeChat answer was signed with a serial none of the merchant's platform keys has: WeChat may have switched to
+    a certificate the schedule has not downloaded yet. Ask for a download of the signing credentials' certificates
+    now (at most once a minute per credentials) rather than at their next due time; the order that got the answer is
+    settled by its queries as for any unverifiable answer."""
+    credentials = signing_credentials_for(merchant)
+    if credentials is not None and cache.add(f"platform-keys:refresh-soon:{credentials.pk}", 1, timeout=60):
+        logger.warning("answer signed with an unknown platform serial: refreshing credentials %s now", credentials.pk)
+        enqueue_on_commit(REFRESH_PLATFORM_KEYS_TASK, credentials.pk)
 
 
 def guarded(call: Callable[..., Answer], /, **kwargs: Any) -> Answer:

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from payments import platform_certificates, services
 from payments.models import UmpayNotification
+from portal.models import ChannelCredentials
 
 
 @shared_task(name="payments.tasks.resolve_payment", acks_late=True)
@@ -54,6 +55,16 @@ def refresh_platform_certificates() -> dict[str, int]:
     failing). Each row is merged under its own lock, so overlapping runs both land; a run killed half-way is finished
     by the next one."""
     return platform_certificates.refresh_all()
+
+
+@shared_task(name="payments.tasks.refresh_platform_certificates_of")
+def refresh_platform_certificates_of(credentials_id: int) -> str:
+    """At once, for one credentials row: a WeChat answer came signed with a serial it does not have
+    (payments.channels). Safe to repeat and to run beside the scheduled refresh (the row's lock)."""
+    credentials = ChannelCredentials.objects.filter(pk=credentials_id).first()
+    if credentials is None:
+        return "GONE"
+    return platform_certificates.refresh(credentials).status
 
 
 @shared_task(name="payments.tasks.prune_unverified_notifications")

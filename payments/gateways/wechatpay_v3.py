@@ -40,6 +40,9 @@ from .wechatpay_v2 import DownloadBillResult
 DEFAULT_BASE_URL = "https://api.mch.weixin.qq.com"
 AUTH_SCHEMA = "WECHATPAY2-SHA256-RSA2048"
 MAX_CLOCK_SKEW_SECONDS = 300
+# The message of an answer signed with a serial none of the configured keys has: WeChat may have started signing with
+# a certificate not downloaded yet (payments.channels asks for a download at once when a call gets it).
+UNKNOWN_SERIAL = "unknown Wechatpay-Serial"
 # WeChat's deliberate bad-signature probes carry this prefix; they must fail verification like any other.
 SIGN_TEST_PREFIX = "WECHATPAY/SIGNTEST/"
 
@@ -202,7 +205,7 @@ def verify_response(
         raise VerificationError("Wechatpay-* signature headers missing")
     key = platform_keys.get(serial)
     if key is None:
-        raise VerificationError("unknown Wechatpay-Serial")
+        raise VerificationError(UNKNOWN_SERIAL)
     _check_timestamp(timestamp, clock, max_skew)
     if not _rsa_verify(key, response_message(timestamp, nonce, body), signature):
         raise VerificationError("response signature does not verify")

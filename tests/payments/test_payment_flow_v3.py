@@ -183,3 +183,40 @@ def test_refund_query_answers_in_either_versions_words(shop, answer, status):
     assert refund.status == status
     if status == Refund.Status.ATTENTION:
         assert refund.err_code == answer.code and answer.code in refund.err_message
+
+
+def test_an_answer_signed_with_an_unknown_serial_asks_for_the_certificates_at_once(
+    shop, monkeypatch, django_capture_on_commit_callbacks
+):
+    """WeChat switched to a new platform certificate before the schedule downloaded it: the payment's answer cannot
+    be verified (unknown, not failed), a download of the signing credentials' certificates is queued at once (once),
+    and after it the order's query verifies and settles it — no reverse, no person."""
+    from payments import tasks
+    from portal import jobs
+    from portal.selectors import signing_credentials_for
+    from sandbox.services import sandbox_rotate_platform_certificate
+
+    sent = []
+    monkeypatch.setattr(jobs, "_send", lambda task, args, countdown: sent.append((task, args)))
+    credentials = signing_credentials_for(shop.merchant)
+    partner = shop.merchant.channel == Merchant.Channel.WECHAT_PROVIDER
+    signer = shop.merchant.provider.wechat_mch_id if partner else shop.merchant.mch_id
+    sandbox_rotate_platform_certificate(signer, switch_at=shop.clock.now())  # WeChat signs with the new one at once
+
+    with django_capture_on_commit_callbacks(execute=True):
+        order = shop.pay(1000)
+        shop.pay(1000)  # a second unverifiable answer within the minute: no second download
+
+    payment = shop.payment(order["out_trade_no"])
+    assert payment.status == "PAYING"
+    micropay = payment.events.get(action="micropay")
+    assert (micropay.outcome, micropay.code) == ("UNKNOWN", "BAD_SIGNATURE")
+    refreshes = [args for task, args in sent if task == "payments.tasks.refresh_platform_certificates_of"]
+    assert refreshes == [[credentials.pk]]
+
+    assert tasks.refresh_platform_certificates_of(credentials.pk) == "REFRESHED"
+    shop.run_worker(10)
+
+    assert shop.payment(order["out_trade_no"]).status == "SUCCESS"
+    assert "reverse" not in kinds(shop)
+    assert_money_agrees(shop, order["out_trade_no"])
