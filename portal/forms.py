@@ -24,6 +24,7 @@ from portal import two_factor
 from portal.client_address import client_address
 from portal.errors import InvalidInput
 from portal.models import Merchant, ServiceProvider, StaffMembership
+from portal.services import MERCHANT_FIELDS
 
 logger = logging.getLogger(__name__)
 
@@ -240,17 +241,7 @@ class MerchantForm(forms.Form):
             self.order_fields(["provider", "name", "channel"])
 
     def service_values(self) -> dict[str, str]:
-        names = (
-            "name",
-            "appid",
-            "mch_id",
-            "sub_appid",
-            "sub_mch_id",
-            "umpay_acq_mer_id",
-            "payscore_service_id",
-            "wechat_api",
-        )
-        return {name: self.cleaned_data.get(name, "") for name in names}
+        return {name: self.cleaned_data.get(name, "") for name in MERCHANT_FIELDS}
 
 
 class CredentialsForm(forms.Form):

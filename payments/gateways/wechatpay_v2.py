@@ -541,7 +541,8 @@ def micropay(
     )
 
 
-_TRADE_STATE_OUTCOMES = {
+# An order's trade_state → what it says about the payment (shared with API v3, whose states are the same).
+TRADE_STATE_OUTCOMES = {
     "SUCCESS": Outcome.SUCCESS,
     "REFUND": Outcome.SUCCESS,  # it was paid; a refund is under way
     "NOTPAY": Outcome.UNKNOWN,
@@ -587,7 +588,7 @@ def orderquery(
         base.update(outcome=Outcome.TRANSIENT, code=err_code or "NO_ERR_CODE", message=err_des)
         return OrderQueryResult(**base)
     trade_state = f.get("trade_state", "")
-    outcome = _TRADE_STATE_OUTCOMES.get(trade_state, Outcome.UNKNOWN)
+    outcome = TRADE_STATE_OUTCOMES.get(trade_state, Outcome.UNKNOWN)
     base.update(outcome=outcome, code="" if outcome is Outcome.SUCCESS else trade_state)
     base["message"] = f.get("trade_state_desc", "")
     return OrderQueryResult(

@@ -25,6 +25,7 @@ import httpx
 from . import http
 from .base import Outcome
 from .http import DEFAULT_TIMEOUTS, Timeouts
+from .wechatpay_v2 import TRADE_STATE_OUTCOMES
 from .wechatpay_v3 import Clock, V3Result, WechatPayV3Config, _call, _json_value
 
 CURRENCY = "CNY"  # domestic merchants settle in CNY only
@@ -44,15 +45,6 @@ REFUND_ABNORMAL = "ABNORMAL"
 REFUND_CLOSED = "CLOSED"
 
 _PAID_STATES = frozenset({"SUCCESS", "REFUND"})
-_TRADE_STATE_OUTCOMES = {
-    "SUCCESS": Outcome.SUCCESS,
-    "REFUND": Outcome.SUCCESS,  # it was paid; a refund is under way
-    "NOTPAY": Outcome.UNKNOWN,
-    "USERPAYING": Outcome.UNKNOWN,
-    "CLOSED": Outcome.REJECTED,
-    "REVOKED": Outcome.REJECTED,
-    "PAYERROR": Outcome.REJECTED,
-}
 _REFUND_STATUS_OUTCOMES = {
     "SUCCESS": Outcome.SUCCESS,
     "PROCESSING": Outcome.UNKNOWN,
@@ -299,7 +291,7 @@ def codepay(
         result.update(outcome=Outcome.UNKNOWN, code=USERPAYING, message=str(data.get("trade_state_desc") or ""))
     else:
         # Our reading: a 200 answer normally says SUCCESS; any other state is read like the order query's.
-        outcome = _TRADE_STATE_OUTCOMES.get(state, Outcome.UNKNOWN)
+        outcome = TRADE_STATE_OUTCOMES.get(state, Outcome.UNKNOWN)
         result.update(
             outcome=outcome,
             code="" if outcome is Outcome.SUCCESS else (state or "NO_TRADE_STATE"),
@@ -347,7 +339,7 @@ def query(
     if mismatch:
         _unusable(result, False, mismatch)
         return _transaction_result(config, result, data)
-    outcome = _TRADE_STATE_OUTCOMES.get(state, Outcome.UNKNOWN)
+    outcome = TRADE_STATE_OUTCOMES.get(state, Outcome.UNKNOWN)
     result.update(
         outcome=outcome,
         code="" if outcome is Outcome.SUCCESS else (state or "NO_TRADE_STATE"),
