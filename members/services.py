@@ -156,12 +156,16 @@ def _facemch_lookup(*, merchant: Merchant, face_sid: str, openid: str) -> _Looku
             code="CHANNEL_NOT_CONFIGURED", message="API v3 private key, certificate or platform key missing."
         )
     try:
-        result = wechatpay_v3.facemch_user(
-            config,
-            face_sid,
-            # Read at call time: tests and the benchmark replace channels.upstream_client.
-            client=channels.upstream_client,
-            timeouts=Timeouts(connect=settings.UPSTREAM_CONNECT_TIMEOUT, read=settings.UPSTREAM_READ_TIMEOUT),
+        result = channels.observed(
+            "facemch_user",
+            merchant,
+            lambda: wechatpay_v3.facemch_user(
+                config,
+                face_sid,
+                # Read at call time: tests and the benchmark replace channels.upstream_client.
+                client=channels.upstream_client,
+                timeouts=Timeouts(connect=settings.UPSTREAM_CONNECT_TIMEOUT, read=settings.UPSTREAM_READ_TIMEOUT),
+            ),
         )
     except Exception:  # a bug or unusable key material; the visit must still count
         logger.exception("facemch lookup raised for merchant %s", merchant.pk)

@@ -251,29 +251,35 @@ def _log_upstream_call(channel: str, api: str, outcome: str, code: str, seconds:
     )
 
 
-def _metered(api: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Every call of the decorated function counted and timed in the metrics (portal.metrics.upstream_call) and
+def observed(api: str, merchant: Merchant, call: Callable[[], Any]) -> Any:
+    """`call()`, an upstream call for `merchant`, counted and timed in the metrics (portal.metrics.upstream_call) and
     logged: by the merchant's channel, `api` and the answer's outcome, or "error" when it raises (the merchant has no
-    credentials, a key does not load, a bug). The function takes keyword arguments only, one of which names the
-    merchant."""
+    credentials, a key does not load, a bug). An answer signed with a platform serial the merchant's credentials do
+    not have asks for their certificates at once. The calls of this module go through it (`_metered`), and so do
+    PayScore's and members' v3 calls, made where their services build them."""
+    started = time.perf_counter()
+    outcome, code = "error", ""
+    try:
+        result = call()
+        answer = result[1] if isinstance(result, tuple) else result
+        outcome, code = answer.outcome.value, answer.code
+        if code == "BAD_SIGNATURE" and answer.message == wechatpay_v3.UNKNOWN_SERIAL:
+            _refresh_platform_keys_soon(merchant)
+        return result
+    finally:
+        seconds = time.perf_counter() - started
+        metrics.upstream_call(merchant.channel, api, outcome, seconds)
+        _log_upstream_call(merchant.channel, api, outcome, code, seconds)
+
+
+def _metered(api: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Every call of the decorated function `observed` under `api`. The function takes keyword arguments only, one of
+    which names the merchant."""
 
     def decorate(call: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(call)
         def metered(**kwargs: Any) -> Any:
-            merchant = _merchant_of(kwargs)
-            started = time.perf_counter()
-            outcome, code = "error", ""
-            try:
-                result = call(**kwargs)
-                answer = result[1] if isinstance(result, tuple) else result
-                outcome, code = answer.outcome.value, answer.code
-                if code == "BAD_SIGNATURE" and answer.message == wechatpay_v3.UNKNOWN_SERIAL:
-                    _refresh_platform_keys_soon(merchant)
-                return result
-            finally:
-                seconds = time.perf_counter() - started
-                metrics.upstream_call(merchant.channel, api, outcome, seconds)
-                _log_upstream_call(merchant.channel, api, outcome, code, seconds)
+            return observed(api, _merchant_of(kwargs), lambda: call(**kwargs))
 
         return metered
 

@@ -418,8 +418,12 @@ def _send_create(*, order_id: int, actor: str) -> ServiceOrder:
         order.save(update_fields=["pending_action", "next_check_at", "updated_at"])
     config = channels.wechat_v3_config(order.merchant)
     order.appid = config.appid
-    result = wechatpay_v3.payscore_create(
-        config, _create_request(order), client=channels.upstream_client, timeouts=_timeouts(), clock=_timestamp
+    result = channels.observed(
+        "payscore_create",
+        order.merchant,
+        lambda: wechatpay_v3.payscore_create(
+            config, _create_request(order), client=channels.upstream_client, timeouts=_timeouts(), clock=_timestamp
+        ),
     )
     return _record_answer(order_id=order.pk, action="create", result=result, actor=actor, appid=config.appid)
 
@@ -525,8 +529,12 @@ def _lookup_unionid(*, order: ServiceOrder, face_sid: str) -> tuple[ServiceOrder
     result = None
     try:
         config = channels.wechat_v3_config(order.merchant)
-        result = wechatpay_v3.facemch_user(
-            config, face_sid, client=channels.upstream_client, timeouts=_timeouts(), clock=_timestamp
+        result = channels.observed(
+            "facemch_user",
+            order.merchant,
+            lambda: wechatpay_v3.facemch_user(
+                config, face_sid, client=channels.upstream_client, timeouts=_timeouts(), clock=_timestamp
+            ),
         )
     except DomainError as exc:
         code, message = exc.code, exc.message
@@ -612,7 +620,7 @@ def _perform(
         order.save(update_fields=["pending_action", "pending_request", "next_check_at", "updated_at"])
         _event(order, f"{action}.requested", actor=actor, user=user, response=pending_request)
         _audit(order, action, user, actor_label, pending_request)
-    result = call(config, order)
+    result = channels.observed(f"payscore_{action}", order.merchant, lambda: call(config, order))
     order = _record_answer(order_id=order.pk, action=action, result=result, actor=actor, user=user)
     if result.outcome is Outcome.REJECTED:
         # WeChat refused: nothing changed there. The terminal learns why, with WeChat's code.
@@ -822,13 +830,17 @@ def service_order_refresh(
             judged = _pending_token(order)
         _audit(order, "refresh", user, actor_label, {})
     config = channels.wechat_v3_config(order.merchant)
-    result = wechatpay_v3.payscore_query(
-        config,
-        service_id=order.service_id,
-        out_order_no=order.out_order_no,
-        client=channels.upstream_client,
-        timeouts=_timeouts(),
-        clock=_timestamp,
+    result = channels.observed(
+        "payscore_query",
+        order.merchant,
+        lambda: wechatpay_v3.payscore_query(
+            config,
+            service_id=order.service_id,
+            out_order_no=order.out_order_no,
+            client=channels.upstream_client,
+            timeouts=_timeouts(),
+            clock=_timestamp,
+        ),
     )
     now = max(now, _now())
     resend_create = False
