@@ -594,6 +594,20 @@ def combine(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
+def headline_figures(stats: dict[str, Any]) -> dict[str, Any]:
+    """The figures of a `combine`d scenario that the webhook and metrics benchmarks report for each of their modes."""
+    return {
+        "payments": stats["payments"],
+        "not_final": stats["not_final"],
+        "errors": stats["errors"],
+        "p50_ms": stats["ordinary"]["p50_ms"],
+        "p99_ms": stats["ordinary"]["p99_ms"],
+        "rounds_p99_ms": [r["ordinary_p99_ms"] for r in stats["rounds"]],
+        "server_cpu_ms_per_payment": stats["server_cpu_ms_per_payment"],
+        "cpu_ms_per_payment": stats["cpu_ms_per_payment"],
+    }
+
+
 def hold_unsettled_orders(devices: list[dict[str, str]], count: int) -> list[tuple[dict[str, str], str]]:
     """`count` orders that stay PAYING for the whole long-poll test: inserted by the product's own service as a POST
     would (claimed for sending), never sent upstream, their next check moved an hour out so the sweeper leaves them

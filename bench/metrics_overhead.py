@@ -222,14 +222,7 @@ def summarize(measured: dict[str, list[dict[str, Any]]], *, write_seconds: int, 
         scrape_ms = [ms for one in scrapes for ms in one["ms"]]
         moved = [one["last_seen_moved"] for one in rounds]
         summary[mode] = {
-            "payments": stats["payments"],
-            "not_final": stats["not_final"],
-            "errors": stats["errors"],
-            "p50_ms": stats["ordinary"]["p50_ms"],
-            "p99_ms": stats["ordinary"]["p99_ms"],
-            "rounds_p99_ms": [r["ordinary_p99_ms"] for r in stats["rounds"]],
-            "server_cpu_ms_per_payment": stats["server_cpu_ms_per_payment"],
-            "cpu_ms_per_payment": stats["cpu_ms_per_payment"],
+            **capacity.headline_figures(stats),
             "rounds_server_cpu_ms": [server_cpu_ms(one) for one in rounds],
             "last_seen_moved": moved,
             "last_seen_moved_per_payment": sum(moved) / max(1, stats["payments"]),

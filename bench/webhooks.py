@@ -504,14 +504,7 @@ def outage_rounds(
         }
         for mode, stats in combined.items():
             summary[mode] = {
-                "payments": stats["payments"],
-                "not_final": stats["not_final"],
-                "errors": stats["errors"],
-                "p50_ms": stats["ordinary"]["p50_ms"],
-                "p99_ms": stats["ordinary"]["p99_ms"],
-                "rounds_p99_ms": [r["ordinary_p99_ms"] for r in stats["rounds"]],
-                "server_cpu_ms_per_payment": stats["server_cpu_ms_per_payment"],
-                "cpu_ms_per_payment": stats["cpu_ms_per_payment"],
+                **capacity.headline_figures(stats),
                 "deliveries": [one["deliveries"] for one in measured[mode]],
                 "set_aside": sum(one["set_aside"] for one in measured[mode]),
             }

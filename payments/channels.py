@@ -566,7 +566,8 @@ def refund_query(*, refund) -> Answer:
         client=upstream_client,
         timeouts=timeouts,
     )
-    answer = _answer(result)
+    missing = result.outcome is Outcome.REJECTED and result.code == "REFUNDNOTEXIST"
+    answer = _answer(result, order_missing=missing)
     return Answer(**{**answer.__dict__, "code": result.refund_status or result.code})
 
 

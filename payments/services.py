@@ -879,7 +879,7 @@ def _apply_refund_query(payment: Payment, refund: Refund, answer: Answer, now: d
     if answer.outcome is Outcome.SUCCESS:
         _refund_done(payment, refund)
     elif answer.outcome is Outcome.REJECTED:
-        if answer.order_missing or answer.code == "REFUNDNOTEXIST":
+        if answer.order_missing:
             refund.status, refund.next_check_at = Refund.Status.PENDING, now  # resend with the same number
         elif answer.code in _REFUND_BOUNCED:
             refund.status, refund.next_check_at = Refund.Status.ATTENTION, None

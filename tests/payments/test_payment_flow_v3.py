@@ -164,7 +164,7 @@ def test_partial_refunds_go_over_the_domestic_refunds_api(shop):
     ("answer", "status"),
     [
         # The refund is not known upstream (v2 REFUNDNOTEXIST, v3 RESOURCE_NOT_EXISTS): sent again, same number.
-        (Answer(outcome=Outcome.REJECTED, code="REFUNDNOTEXIST"), Refund.Status.PENDING),
+        (Answer(outcome=Outcome.REJECTED, code="REFUNDNOTEXIST", order_missing=True), Refund.Status.PENDING),
         (Answer(outcome=Outcome.REJECTED, code="RESOURCE_NOT_EXISTS", order_missing=True), Refund.Status.PENDING),
         # It bounced (v2 CHANGE, v3 ABNORMAL): money left WeChat but did not reach the user — a person settles it.
         (Answer(outcome=Outcome.REJECTED, code="CHANGE"), Refund.Status.ATTENTION),
@@ -183,6 +183,20 @@ def test_refund_query_answers_in_either_versions_words(shop, answer, status):
     assert refund.status == status
     if status == Refund.Status.ATTENTION:
         assert refund.err_code == answer.code and answer.code in refund.err_message
+
+
+def test_a_refund_wechat_does_not_know_is_order_missing_in_either_version(make_shop):
+    """The channel says "no such refund" the same way for v2 (REFUNDNOTEXIST) and v3 (RESOURCE_NOT_EXISTS)."""
+    from payments import channels
+
+    for wechat_api in (Merchant.WechatApi.V2, Merchant.WechatApi.V3):
+        shop = make_shop(Merchant.Channel.WECHAT_DIRECT, wechat_api=wechat_api)
+        payment = shop.payment(shop.pay(1000)["out_trade_no"])
+        never_sent = refund_create(payment=payment, refund_fee=100, reason="退货", user=None, actor_label="test")
+
+        answer = channels.refund_query(refund=never_sent)
+
+        assert (answer.outcome, answer.order_missing) == (Outcome.REJECTED, True)
 
 
 def test_an_answer_signed_with_an_unknown_serial_asks_for_the_certificates_at_once(
