@@ -19,9 +19,9 @@ def _reveal(value) -> str:
     return value.reveal() if value else ""
 
 
-def sandbox_connect_merchant(merchant: Merchant, *, uses_public_key: bool = False, key_mode: str | None = None) -> None:
+def sandbox_connect_merchant(merchant: Merchant, *, key_mode: str = "CERTIFICATE") -> None:
     """Register `merchant` (its provider, for a sub-merchant) and store what the sandbox hands back. `key_mode`
-    (CERTIFICATE, PUBLIC_KEY, TRANSITION; default from `uses_public_key`) is how the sandbox signs its v3 answers.
+    (CERTIFICATE, PUBLIC_KEY, TRANSITION) is how the sandbox signs its v3 answers.
     The platform certificates stored are every one /v3/certificates lists now, so connecting again after a rotation
     hands the product the new one too."""
     credentials = signing_credentials_for(merchant)
@@ -60,7 +60,6 @@ def sandbox_connect_merchant(merchant: Merchant, *, uses_public_key: bool = Fals
         api_v2_key=_reveal(credentials.wechat_api_v2_key),
         api_v3_key=_reveal(credentials.wechat_api_v3_key),
         merchant_certificate_pem=_reveal(credentials.wechat_certificate),
-        uses_public_key=uses_public_key,
         key_mode=key_mode,
     )
     if merchant.channel == Merchant.Channel.WECHAT_PROVIDER:

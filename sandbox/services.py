@@ -49,16 +49,15 @@ def sandbox_register_wechat_merchant(
     api_v2_key: str,
     api_v3_key: str,
     merchant_certificate_pem: str,
-    uses_public_key: bool = False,
-    key_mode: str | None = None,
+    key_mode: str = "CERTIFICATE",
 ) -> SandboxWechatMerchant:
     """Idempotent per mch_id: a second call updates keys and mode, the platform keys stay.
 
     The first registration makes one platform key pair, handed out both as the first platform certificate and as
     the platform public key (PUB_KEY_ID_…). `key_mode` (SandboxWechatMerchant.KeyMode: CERTIFICATE, PUBLIC_KEY or
-    TRANSITION) says which signs v3 answers; without it, `uses_public_key` chooses PUBLIC_KEY or CERTIFICATE.
+    TRANSITION) says which signs v3 answers.
     """
-    mode = KeyMode(key_mode) if key_mode else (KeyMode.PUBLIC_KEY if uses_public_key else KeyMode.CERTIFICATE)
+    mode = KeyMode(key_mode)
     serial = certificate_serial(merchant_certificate_pem)
     merchant = SandboxWechatMerchant.objects.select_for_update().filter(mch_id=mch_id).first()
     if merchant is None:

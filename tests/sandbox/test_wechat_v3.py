@@ -218,7 +218,7 @@ def test_public_key_mode(wechat_merchant, merchant_keys, http_client, sandbox_cl
         api_v2_key="abcdefghijklmnopqrstuvwxyz012345",
         api_v3_key=API_V3_KEY,
         merchant_certificate_pem=merchant_keys.cert_pem,
-        uses_public_key=True,
+        key_mode="PUBLIC_KEY",
     )
     wechat_merchant.refresh_from_db()
     assert wechat_merchant.platform_public_key_id.startswith("PUB_KEY_ID_")

@@ -215,7 +215,7 @@ def test_registration_keeps_its_certificates_and_mode_argument(wechat_merchant, 
         api_v2_key="a" * 32,
         api_v3_key=API_V3_KEY,
         merchant_certificate_pem=merchant_keys.cert_pem,
-        uses_public_key=True,
+        key_mode="PUBLIC_KEY",
     )
     assert again.platform_certificates.count() == 2
     assert (again.key_mode, again.uses_public_key) == ("PUBLIC_KEY", True)
